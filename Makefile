@@ -1,0 +1,33 @@
+# The README's two commands: `make run` (set up + run the pipeline) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup run flow test ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: setup            ## the whole DAG with DVC (does only what changed)
+	dvc repro
+	dvc metrics show
+
+flow: setup           ## the same DAG as a Prefect flow
+	python -m flows.pipeline
+
+test: setup           ## the test suite (unit + whole-DAG integration on a tiny BERT)
+	python -m pytest
+
+ui: setup             ## Prefect UI at http://127.0.0.1:4200
+	prefect server start
+
+clean:
+	rm -rf checkpoints reports/failed .prefect

@@ -1,0 +1,41 @@
+"""The one notion of "inputs changed": DVC's. A Prefect stage task asks DVC whether its stage is
+up to date (deps, params and outs as recorded in dvc.lock); after running the stage function it
+records the result in dvc.lock with `dvc commit`, exactly as `dvc repro` would. So a Prefect run
+leaves `dvc status` clean, and a `dvc repro` run makes the Prefect flow report every task Cached."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _repo(root: str | Path = "."):
+    from dvc.repo import Repo
+
+    return Repo(str(root))
+
+
+def stage_changes(stage: str, root: str | Path = ".") -> dict:
+    """What DVC sees changed for this stage alone (empty: up to date)."""
+    with _repo(root) as repo:
+        status = repo.status(targets=[stage])
+    return {name: changes for name, changes in status.items() if name.split(":")[-1] == stage}
+
+
+def commit_stage(stage: str, root: str | Path = ".") -> None:
+    """Record deps, params and outs of a stage that just ran in dvc.lock, and cache its outs."""
+    with _repo(root) as repo:
+        repo.commit(stage, force=True)
+
+
+def stage_metrics(stage: str, root: str | Path = ".") -> dict:
+    """The metrics files a stage declares in dvc.yaml, read back (what a cached run returns)."""
+    with _repo(root) as repo:
+        stages = repo.stage.collect(stage)
+        files = [out.fs_path for s in stages for out in s.outs if out.metric]
+    merged: dict = {}
+    for path in files:
+        merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
+    return merged

@@ -1,0 +1,92 @@
+"""The DAG as a Prefect flow: ingest -> finetune -> evaluate. Each task is a thin shell over the
+same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
+
+    python -m flows.pipeline [--params params.yaml] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import flows  # noqa: F401  (Prefect home and loggers, before prefect is imported)
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
+
+from flows import dvc_sync
+from tasks import STAGE_ORDER, stage_function
+from tinynlp.config import load_params
+from tinynlp.errors import DataValidationError, ConfigError
+from tinynlp.logs import configure_logging
+from tinynlp.reporting import ner_metrics_table
+
+log = logging.getLogger(__name__)
+
+
+def _run_stage(stage: str, params_path: str, force: bool = False):
+    """Run one stage unless DVC says it is up to date; then record it in dvc.lock."""
+    changes = {} if force else dvc_sync.stage_changes(stage)
+    if not force and not changes:
+        log.info("%s: up to date in dvc.lock, not run", stage)
+        return Completed(name="Cached", message="up to date in dvc.lock", data=dvc_sync.stage_metrics(stage))
+    log.info("%s: running (changed: %s)", stage, changes or "forced")
+    metrics = stage_function(stage)(load_params(params_path))
+    dvc_sync.commit_stage(stage)
+    return metrics
+
+
+def _value(returned):
+    """A task that was skipped returns its Cached state; one that ran returns its metrics."""
+    return returned.result() if isinstance(returned, State) else returned
+
+
+def _no_retry_on_bad_input(task, task_run, state) -> bool:
+    """Retries are for transient failures; bad config or data fail the same way every time."""
+    try:
+        state.result()
+    except (DataValidationError, ConfigError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def _stage_task(stage: str):
+    def run(params_path: str, force: bool = False):
+        return _run_stage(stage, params_path, force)
+
+    run.__name__ = run.__qualname__ = stage
+    return task(run, name=stage, task_run_name=stage, cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
+                retry_condition_fn=_no_retry_on_bad_input)
+
+
+stage_tasks = {stage: _stage_task(stage) for stage in STAGE_ORDER}
+
+
+@flow(name="pipeline", flow_run_name="pipeline-{params_path}", log_prints=True)
+def pipeline(params_path: str = "params.yaml", force: bool = False) -> dict:
+    load_params(params_path)  # reject bad params before any stage starts
+    ingest = stage_tasks["ingest"](params_path, force)
+    finetune = stage_tasks["finetune"](params_path, force, wait_for=[ingest])
+    metrics = _value(stage_tasks["evaluate"](params_path, force, wait_for=[finetune]))
+    table = ner_metrics_table(metrics)
+    create_markdown_artifact(markdown=f"# Entity scores\n\n{table}\n", key="evaluate-metrics",
+                             description="seqeval entity precision / recall / F1 on dev and test")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--force", action="store_true", help="run every stage even if up to date")
+    args = parser.parse_args(argv)
+    configure_logging()
+    state = pipeline(args.params, args.force, return_state=True)
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""DVC's entry point: `python -m tasks <stage> [--params params.yaml]` runs one stage."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tasks import STAGE_ORDER, stage_function
+from tinynlp.config import load_params
+from tinynlp.errors import ConfigError, DataValidationError, PipelineError
+from tinynlp.logs import configure_logging
+
+EXIT_CONFIG, EXIT_DATA, EXIT_OTHER = 2, 3, 1
+log = logging.getLogger("tasks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description="Run one pipeline stage.")
+    parser.add_argument("stage", choices=STAGE_ORDER)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        stage_function(args.stage)(load_params(args.params))
+    except PipelineError as exc:
+        log.error("%s failed: %s", args.stage, exc)
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_DATA if isinstance(exc, DataValidationError) else EXIT_OTHER
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Stage `ingest`: read the raw splits, validate them with Great Expectations, write the
+validated splits (Parquet) and the label set, atomically and only when every rule passes."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import IngestConfig, Params
+from tinynlp.errors import DataValidationError
+from tinynlp.readers import Sentence, read_conll, read_hf, read_table
+from tinynlp.tagging import bio_labels, entity_type
+from tinynlp import validation
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "dev", "test")
+
+
+def read_split(location: str, cfg: IngestConfig):
+    if cfg.format == "hf":
+        return read_hf(location, cfg.task, cfg.text_column, cfg.label_column, cfg.tag_scheme)
+    if cfg.task == "ner":
+        return read_conll(location, cfg.tag_scheme)
+    return read_table(location, cfg.format, cfg.columns, cfg.text_column, cfg.label_column)
+
+
+def label_set(cfg: IngestConfig, train) -> list[str]:
+    if cfg.task == "ner":
+        types = cfg.entity_types or {entity_type(t) for s in train for t in s.tags if entity_type(t)}
+        return bio_labels(types)
+    return list(cfg.labels) if cfg.labels else sorted(train["label"].dropna().unique().tolist())
+
+
+def _frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
+    overlap_texts = None if split == "train" else train_texts
+    if cfg.task == "ner":
+        return (validation.ner_frames(location, data, labels),
+                validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
+                                     overlap_texts, cfg.max_overlap))
+    return (validation.classification_frames(location, data),
+            validation.classification_rules(labels, cfg.min_length, cfg.max_length, overlap_texts, cfg.max_overlap))
+
+
+def _texts(data, task: str) -> list[str]:
+    return [" ".join(s.tokens) for s in data] if task == "ner" else data["text"].dropna().astype(str).tolist()
+
+
+def _table(data, task: str) -> pa.Table:
+    if task == "ner":
+        return pa.table({"tokens": [s.tokens for s in data], "tags": [s.tags for s in data],
+                         "line": [s.line for s in data]})
+    return pa.table({"text": data["text"].astype(str).tolist(), "label": data["label"].astype(str).tolist(),
+                     "line": data["line"].astype(int).tolist()})
+
+
+def _split_stats(data, task: str) -> dict:
+    if task == "ner":
+        return {"sentences": len(data), "tokens": sum(len(s.tokens) for s in data),
+                "entities": sum(t.startswith("B-") for s in data for t in s.tags)}
+    return {"rows": len(data), "classes": int(data["label"].nunique())}
+
+
+def run_ingest(params: Params) -> dict:
+    cfg, paths = params.ingest, params.paths
+    raw = {split: read_split(location, cfg) for split, location in paths.raw_splits().items()}
+    labels = label_set(cfg, raw["train"])
+    train_texts = _texts(raw["train"], cfg.task)
+    checks = {split: _frames_and_rules(split, paths.raw_splits()[split], raw[split], labels, train_texts, cfg)
+              for split in SPLITS}
+    reports = Path(paths.reports) / "ingest"
+    with tempfile.TemporaryDirectory(prefix=".ingest-docs-", dir=_ensure(reports.parent)) as scratch:
+        outcome = validation.run_suites(checks, Path(scratch) / "data_docs")
+        if outcome.violations:
+            _keep_failure_report(Path(scratch) / "data_docs", outcome, Path(paths.reports) / "failed" / "ingest")
+            validation.raise_for(outcome)
+        stats = {split: _split_stats(raw[split], cfg.task) for split in SPLITS}
+        with atomic_dir(paths.ingested) as staging:
+            for split in SPLITS:
+                pq.write_table(_table(raw[split], cfg.task), staging / f"{split}.parquet")
+            atomic_write_json(staging / "labels.json", {"task": cfg.task, "labels": labels})
+        with atomic_dir(reports / "data_docs") as docs:
+            shutil.copytree(Path(scratch) / "data_docs", docs, dirs_exist_ok=True)
+    metrics = {"task": cfg.task, "n_labels": len(labels), "splits": stats, "validation": outcome.summary}
+    atomic_write_json(reports / "validation.json", metrics)
+    log.info("ingest: %s validated; %d labels; %s", ", ".join(SPLITS), len(labels),
+             "; ".join(f"{k}: {v}" for k, v in stats.items()))
+    return metrics
+
+
+def _ensure(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _keep_failure_report(docs: Path, outcome, target: Path) -> None:
+    with atomic_dir(target) as staging:
+        shutil.copytree(docs, staging / "data_docs", dirs_exist_ok=True)
+        atomic_write_json(staging / "validation.json", {
+            "violations": [str(v) for v in outcome.violations], "validation": outcome.summary})
+    log.error("validation failed; Data Docs of the failed run: %s", target / "data_docs" / "index.html")

@@ -1,0 +1,117 @@
+"""Fixtures: a tiny BERT built from config, tiny CoNLL splits, and a whole pipeline workspace
+(git + DVC repo with the project's dvc.yaml and code) in a temporary directory."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TRAIN = [
+    ("Alice lives in Paris .", "B-person O O B-location O"),
+    ("Bob visited London yesterday .", "B-person O B-location O O"),
+    ("Carol and Dave went to Berlin .", "B-person O B-person O O B-location O"),
+    ("New York is big .", "B-location I-location O O O"),
+    ("Eve met Frank in Rome .", "B-person O B-person O B-location O"),
+    ("I love Madrid in spring .", "O O B-location O O O"),
+    ("Grace Hopper wrote code .", "B-person I-person O O O"),
+    ("the weather in Oslo is cold .", "O O O B-location O O O"),
+    ("Heidi flew to Tokyo .", "B-person O O B-location O"),
+    ("nothing happened today .", "O O O O"),
+    ("Ivan and Judy live in Lima .", "B-person O B-person O O B-location O"),
+    ("Paris is lovely .", "B-location O O O"),
+]
+DEV = [
+    ("Alice went to Rome .", "B-person O O B-location O"),
+    ("Bob loves Oslo .", "B-person O B-location O"),
+    ("the code is cold .", "O O O O O"),
+]
+TEST = [
+    ("Carol lives in Tokyo .", "B-person O O B-location O"),
+    ("Eve visited Berlin today .", "B-person O B-location O O"),
+    ("Frank met Heidi .", "B-person O B-person O"),
+]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_conll(path: Path, rows, sep: str = "\t") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blocks = ["\n".join(f"{tok}{sep}{tag}" for tok, tag in zip(text.split(), tags.split())) for text, tags in rows]
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+def build_tiny_bert(directory: Path) -> Path:
+    """A 2-layer, hidden-32 BERT and a WordPiece tokenizer over the fixture vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w.lower() for rows in (TRAIN, DEV, TEST) for text, _ in rows for w in text.split()})
+    pieces = sorted({"##" + c for w in words for c in w} | {c for w in words for c in w})
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = SPECIALS + words + [p for p in pieces if p not in words]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(entries)}, do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def tiny_params(model_dir: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["paths"].update(train="data/raw/train.conll", dev="data/raw/dev.conll", test="data/raw/test.conll")
+    params["ingest"]["entity_types"] = ["location", "person"]
+    params["finetune"].update(checkpoint=str(model_dir), epochs=12, batch_size=4, learning_rate=1e-2,
+                              max_length=32, stride=4, patience=12)
+    params["evaluate"]["batch_size"] = 8
+    return params
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_workspace(path: Path, model_dir: Path) -> Path:
+    """A git + DVC repo holding this project's DAG, code and tiny data: what a user's clone is."""
+    path.mkdir(parents=True, exist_ok=True)
+    for item in ("dvc.yaml", "tasks", "tinynlp", "flows"):
+        source = ROOT / item
+        if source.is_dir():
+            shutil.copytree(source, path / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, path / item)
+    write_conll(path / "data/raw/train.conll", TRAIN)
+    write_conll(path / "data/raw/dev.conll", DEV)
+    write_conll(path / "data/raw/test.conll", TEST)
+    (path / "params.yaml").write_text(yaml.safe_dump(tiny_params(model_dir), sort_keys=False))
+    run(["git", "init", "-q"], path)
+    run(["git", "config", "user.email", "ci@example.com"], path)
+    run(["git", "config", "user.name", "ci"], path)
+    run([sys.executable, "-m", "dvc", "init", "-q"], path)
+    run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], path)
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_bert, monkeypatch) -> Path:
+    ws = make_workspace(tmp_path / "ws", tiny_bert)
+    monkeypatch.chdir(ws)
+    return ws

@@ -1,0 +1,89 @@
+"""params.yaml is rejected before any work starts, with a message naming the key."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tinynlp.config import load_params, parse_params
+from tinynlp.errors import ConfigError
+
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(section: str, key: str, value) -> dict:
+    raw = copy.deepcopy(DEFAULTS)
+    raw[section][key] = value
+    return raw
+
+
+def test_shipped_params_are_valid(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    params = load_params()
+    assert params.ingest.task == "ner" and params.finetune.epochs >= 1
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("finetune", "lerning_rate", 0.1, "finetune.lerning_rate: unknown key"),
+    ("finetune", "epochs", "three", "finetune.epochs"),
+    ("finetune", "learning_rate", -1e-5, "finetune.learning_rate: Input should be greater than 0"),
+    ("ingest", "format", "xml", "ingest.format"),
+    ("ingest", "max_overlap", 1.5, "ingest.max_overlap"),
+    ("evaluate", "batch_size", 0, "evaluate.batch_size"),
+])
+def test_bad_values_name_the_key(section, key, value, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_params(with_change(section, key, value), check_files=False)
+    assert expected in str(error.value)
+
+
+def test_unknown_section_is_rejected():
+    raw = copy.deepcopy(DEFAULTS)
+    raw["finetuen"] = {}
+    with pytest.raises(ConfigError, match="finetuen: unknown key"):
+        parse_params(raw, check_files=False)
+
+
+def test_string_scientific_notation_is_read_as_float():
+    # PyYAML reads `5e-5` (no dot) as a string; it must still mean 0.00005.
+    params = parse_params(with_change("finetune", "learning_rate", "5e-5"), check_files=False)
+    assert params.finetune.learning_rate == pytest.approx(5e-5)
+
+
+def test_config_is_frozen():
+    params = parse_params(DEFAULTS, check_files=False)
+    with pytest.raises(Exception):
+        params.finetune.epochs = 99
+
+
+def test_missing_input_file_names_the_key(tmp_path):
+    raw = copy.deepcopy(DEFAULTS)
+    raw["paths"]["train"] = str(tmp_path / "nope.conll")
+    with pytest.raises(ConfigError, match=r"paths.train: file not found: .*nope.conll"):
+        parse_params(raw)
+
+
+def test_directory_where_a_file_is_expected(tmp_path):
+    raw = copy.deepcopy(DEFAULTS)
+    raw["paths"]["dev"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="paths.dev: expected a file, found a directory"):
+        parse_params(raw)
+
+
+def test_format_must_fit_task():
+    raw = with_change("ingest", "format", "tsv")
+    with pytest.raises(ConfigError, match="cannot hold NER data"):
+        parse_params(raw, check_files=False)
+
+
+def test_stage_command_exits_2_on_bad_params(tmp_path):
+    bad = with_change("finetune", "learning_rate", -1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    result = subprocess.run([sys.executable, "-m", "tasks", "ingest", "--params", str(tmp_path / "params.yaml")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "finetune.learning_rate" in result.stderr

@@ -1,0 +1,178 @@
+"""Every validation rule on bad input: a DataValidationError naming file, line and rule, and the
+last good artifacts left byte-identical."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DEV, TEST, TRAIN, write_conll
+from tasks.ingest import run_ingest
+from tinynlp.config import parse_params
+from tinynlp.errors import DataValidationError
+
+pytestmark = pytest.mark.usefixtures("workspace")
+
+
+def line_after(rows, offset: int = 0) -> int:
+    """The line a sentence appended after `rows` starts on, plus `offset` tokens."""
+    return sum(len(text.split()) + 1 for text, _ in rows) + 1 + offset
+
+
+def params(**ingest):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["ingest"].update(ingest)
+    return parse_params(raw)
+
+
+def snapshot(*roots: str) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for root in roots for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def good_run():
+    metrics = run_ingest(params())
+    return metrics, snapshot("data/ingest", "reports/ingest")
+
+
+def fails_with(good_run, rule: str, *expected: str, **ingest) -> str:
+    _, before = good_run
+    with pytest.raises(DataValidationError) as error:
+        run_ingest(params(**ingest))
+    message = str(error.value)
+    assert f"rule '{rule}'" in message, message
+    for text in expected:
+        assert text in message, message
+    assert snapshot("data/ingest", "reports/ingest") == before, "last good artifacts changed"
+    return message
+
+
+def test_good_data_is_written_with_label_set(good_run):
+    metrics, files = good_run
+    assert metrics["splits"]["train"]["sentences"] == len(TRAIN)
+    labels = json.loads(Path("data/ingest/labels.json").read_text())
+    assert labels == {"task": "ner", "labels": ["O", "B-location", "I-location", "B-person", "I-person"]}
+    assert Path("reports/ingest/data_docs/index.html").is_file()
+    summary = json.loads(Path("reports/ingest/validation.json").read_text())
+    assert all(r["success"] for split in summary["validation"].values() for r in split["rules"].values())
+    import datasets
+    assert datasets.Dataset.from_parquet("data/ingest/train.parquet").column_names == ["tokens", "tags", "line"]
+
+
+def test_tag_outside_label_set(good_run):
+    write_conll(Path("data/raw/train.conll"), TRAIN + [("Acme sells tools .", "B-org O O O")])
+    message = fails_with(good_run, "label_in_set", f"data/raw/train.conll line {line_after(TRAIN)}:", "'B-org'")
+    assert "bio_transition" not in message
+
+
+def test_i_after_o_in_strict_bio(good_run):
+    write_conll(Path("data/raw/dev.conll"), DEV + [("to New York .", "O I-location I-location O")])
+    fails_with(good_run, "bio_transition", f"data/raw/dev.conll line {line_after(DEV, 1)}:", "['O', 'I-location']")
+
+
+def test_iob1_scheme_repairs_the_same_file(good_run):
+    write_conll(Path("data/raw/dev.conll"), DEV + [("to New York .", "O I-location I-location O")])
+    assert run_ingest(params(tag_scheme="iob1"))["splits"]["dev"]["entities"] == 5
+
+
+def test_token_with_internal_whitespace(good_run):
+    Path("data/raw/test.conll").write_text("New York\tB-location\nrocks\tO\n\n" + "Frank\tB-person\n")
+    fails_with(good_run, "token_no_whitespace", "data/raw/test.conll line 1", "'New York'")
+
+
+def test_very_long_line(good_run):
+    Path("data/raw/train.conll").write_text(Path("data/raw/train.conll").read_text() + "\n" + "x" * 100_000 + "\tO\n")
+    fails_with(good_run, "token_length", f"data/raw/train.conll line {line_after(TRAIN)}:", "no token is longer than 1000")
+
+
+def test_sentence_length_bound(good_run):
+    fails_with(good_run, "sentence_length", f"data/raw/train.conll line {line_after(TRAIN[:2])}", "sentences have 1..5 tokens", max_length=5)
+
+
+def test_only_docstart_is_an_empty_split(good_run):
+    Path("data/raw/dev.conll").write_text("-DOCSTART- O\n\n")
+    fails_with(good_run, "non_empty_split", "data/raw/dev.conll", "observed 0")
+
+
+def test_empty_file(good_run):
+    Path("data/raw/test.conll").write_text("")
+    fails_with(good_run, "non_empty_split", "data/raw/test.conll")
+
+
+def test_train_test_overlap(good_run):
+    write_conll(Path("data/raw/test.conll"), TEST + TRAIN[:3])
+    fails_with(good_run, "train_overlap", "data/raw/test.conll line", "at most 5%", "'Alice lives in Paris .'")
+
+
+def test_non_utf8_leaves_artifacts(good_run):
+    Path("data/raw/train.conll").write_bytes(b"caf\xe9\tO\n")
+    fails_with(good_run, "utf8_decodable", "data/raw/train.conll line 1")
+
+
+def test_failed_run_keeps_its_report_aside(good_run):
+    write_conll(Path("data/raw/train.conll"), TRAIN + [("Acme sells tools .", "B-org O O O")])
+    with pytest.raises(DataValidationError):
+        run_ingest(params())
+    failure = json.loads(Path("reports/failed/ingest/validation.json").read_text())
+    assert any("label_in_set" in v for v in failure["violations"])
+    assert Path("reports/failed/ingest/data_docs/index.html").is_file()
+
+
+def write_tsv(path: str, rows) -> None:
+    Path(path).write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+
+
+CLF_TRAIN = [("a fine film", "pos"), ("a dull film", "neg"), ("great acting", "pos"), ("weak plot", "neg")]
+
+
+@pytest.fixture
+def classification(workspace):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["paths"].update(train="data/raw/train.tsv", dev="data/raw/dev.tsv", test="data/raw/test.tsv")
+    raw["ingest"].update(task="classification", format="tsv", entity_types=[], labels=["neg", "pos"])
+    write_tsv("data/raw/train.tsv", CLF_TRAIN)
+    write_tsv("data/raw/dev.tsv", [("so good", "pos"), ("so bad", "neg")])
+    write_tsv("data/raw/test.tsv", [("loved it", "pos"), ("hated it", "neg")])
+    return raw
+
+
+def clf_fails(raw, rule: str, *expected: str) -> None:
+    with pytest.raises(DataValidationError) as error:
+        run_ingest(parse_params(raw))
+    assert f"rule '{rule}'" in str(error.value)
+    for text in expected:
+        assert text in str(error.value)
+
+
+def test_classification_good_run(classification):
+    metrics = run_ingest(parse_params(classification))
+    assert metrics["splits"]["train"] == {"rows": 4, "classes": 2}
+
+
+def test_classification_label_outside_set(classification):
+    write_tsv("data/raw/dev.tsv", [("so good", "pos"), ("so so", "meh")])
+    clf_fails(classification, "label_in_set", "data/raw/dev.tsv line 3", "'meh'")
+
+
+def test_classification_missing_label(classification):
+    write_tsv("data/raw/test.tsv", [("loved it", "pos"), ("no idea", ""), ("hated it", "neg")])
+    clf_fails(classification, "label_not_null", "data/raw/test.tsv line 3")
+
+
+def test_classification_one_class_only(classification):
+    write_tsv("data/raw/train.tsv", [(t, "pos") for t, _ in CLF_TRAIN])
+    clf_fails(classification, "at_least_two_classes", "data/raw/train.tsv")
+
+
+def test_classification_blank_text(classification):
+    write_tsv("data/raw/train.tsv", CLF_TRAIN + [("   ", "pos")])
+    clf_fails(classification, "text_not_blank", "data/raw/train.tsv line 6")
+
+
+def test_classification_duplicates_across_train_and_test(classification):
+    write_tsv("data/raw/test.tsv", CLF_TRAIN[:2] + [("loved it", "pos")])
+    clf_fails(classification, "train_overlap", "data/raw/test.tsv line 2, 3")

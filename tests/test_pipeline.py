@@ -1,0 +1,116 @@
+"""The whole DAG on a tiny BERT through both entry points: `dvc repro` in a git + DVC repo and
+the Prefect flow on Prefect's real (SQLite) backend. Same metrics, one notion of "changed"."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_workspace, run
+
+pytestmark = pytest.mark.slow
+DVC = [sys.executable, "-m", "dvc"]
+
+
+@pytest.fixture(scope="module")
+def prefect_backend():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def run_flow(workspace: Path, monkeypatch) -> tuple[dict, dict]:
+    """Run the flow in `workspace`; return its metrics and {task name: final state name}."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.pipeline import pipeline
+
+    monkeypatch.chdir(workspace)
+    state = pipeline(return_state=True)
+    assert state.is_completed(), state
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    return state.result(), {r.name: r.state.name for r in runs}
+
+
+def evaluate_metrics(workspace: Path) -> dict:
+    return json.loads((workspace / "reports/evaluate/metrics.json").read_text())
+
+
+def dvc_clean(workspace: Path) -> bool:
+    status = run(DVC + ["status", "--json"], workspace).stdout
+    return json.loads(status) == {}
+
+
+def set_param(workspace: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params[section][key] = value
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    by_dvc = make_workspace(tmp_path / "dvc", tiny_bert)
+    by_prefect = make_workspace(tmp_path / "prefect", tiny_bert)
+
+    repro = run(DVC + ["repro"], by_dvc)
+    assert "Running stage 'finetune'" in repro.stdout
+    metrics, states = run_flow(by_prefect, monkeypatch)
+    assert states == {"ingest": "Completed", "finetune": "Completed", "evaluate": "Completed"}
+
+    # Parity: the same stage functions give the same numbers through either entry point.
+    assert evaluate_metrics(by_dvc) == evaluate_metrics(by_prefect) == metrics
+    assert metrics["test_entity_f1"] > 0, "the tiny model should learn something"
+    finetune = json.loads((by_prefect / "reports/finetune/metrics.json").read_text())
+    assert finetune["dev_entity_f1"] == pytest.approx(metrics["dev_entity_f1"], abs=1e-4)
+
+    # After a Prefect run DVC is up to date, and dvc repro does no work.
+    assert dvc_clean(by_prefect)
+    assert "Data and pipelines are up to date" in run(DVC + ["repro"], by_prefect).stdout
+
+    # A second flow run executes nothing.
+    again, states = run_flow(by_prefect, monkeypatch)
+    assert states == {"ingest": "Cached", "finetune": "Cached", "evaluate": "Cached"}
+    assert again == metrics
+
+    # Changing one stage's params re-runs that stage and its descendants only.
+    set_param(by_prefect, "finetune", "learning_rate", 5e-3)
+    _, states = run_flow(by_prefect, monkeypatch)
+    assert states == {"ingest": "Cached", "finetune": "Completed", "evaluate": "Completed"}
+    assert dvc_clean(by_prefect)
+
+    # After dvc repro, the flow hits the same cache.
+    _, states = run_flow(by_dvc, monkeypatch)
+    assert states == {"ingest": "Cached", "finetune": "Cached", "evaluate": "Cached"}
+
+
+def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    run(DVC + ["repro"], workspace)
+    set_param(workspace, "evaluate", "batch_size", 2)
+    out = run(DVC + ["repro"], workspace).stdout
+    assert "Stage 'ingest' didn't change" in out and "Stage 'finetune' didn't change" in out
+    assert "Running stage 'evaluate'" in out
+    shown = run(DVC + ["metrics", "show", "--json"], workspace).stdout
+    assert "test_entity_f1" in shown
+
+
+def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    from flows.pipeline import pipeline
+
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    run_flow(workspace, monkeypatch)
+    model = (workspace / "models/finetune/model.safetensors").read_bytes()
+    validated = (workspace / "data/ingest/train.parquet").read_bytes()
+    with (workspace / "data/raw/train.conll").open("a") as handle:
+        handle.write("\nAcme\tB-org\n")
+    state = pipeline(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"data/raw/train.conll line \d+: rule 'label_in_set'"):
+        state.result()
+    assert (workspace / "models/finetune/model.safetensors").read_bytes() == model
+    assert (workspace / "data/ingest/train.parquet").read_bytes() == validated

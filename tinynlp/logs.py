@@ -1,0 +1,32 @@
+"""One logging set-up for every entry point (DVC command, Prefect flow, CLI): our lines at INFO,
+libraries only when they have something to warn about, progress bars only on a terminal."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+PROJECT_LOGGERS = ("tinynlp", "tasks", "flows")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import transformers
+    import datasets
+
+    transformers.utils.logging.set_verbosity_error()
+    datasets.utils.logging.set_verbosity_error()
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+    for noisy in ("great_expectations", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

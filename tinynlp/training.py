@@ -1,0 +1,152 @@
+"""The one training routine. Fine-tuning (and later pruning recovery, distillation) differ only
+by the loss and callbacks passed in. Seeded once, CPU-friendly, resumable, with progress + ETA."""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    output_dir: str          # scratch checkpoints (resumable), not the final artifact
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: str
+    gradient_accumulation: int
+    patience: int
+    seed: int
+    metric: str              # dev metric for early stopping and best-checkpoint choice
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict]      # one row per epoch: train_loss, dev metric(s)
+    best_metric: float
+    resumed_from: str | None
+    seconds: float
+
+
+def _progress_callback():
+    from transformers import TrainerCallback
+
+    class LogProgress(TrainerCallback):
+        """Progress with ETA through logging, so it reads well in dvc repro, CI and Prefect logs."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.start_step = time.monotonic(), state.global_step
+            self.every = max(1, state.max_steps // 20)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % self.every and state.global_step != state.max_steps:
+                return
+            done = state.global_step - self.start_step
+            rate = done / max(time.monotonic() - self.start, 1e-9)
+            eta = (state.max_steps - state.global_step) / rate if rate else math.inf
+            log.info("train step %d/%d (%.0f%%), epoch %.2f, %.2f steps/s, ETA %s", state.global_step,
+                     state.max_steps, 100 * state.global_step / state.max_steps, state.epoch or 0, rate, _clock(eta))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            shown = {k.removeprefix("eval_"): round(v, 4) for k, v in (metrics or {}).items()
+                     if isinstance(v, float) and not k.endswith(("runtime", "per_second"))}
+            log.info("dev after epoch %.2f: %s", state.epoch or 0, shown)
+
+    return LogProgress()
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def train(model, train_features: Sequence[dict], eval_features: Sequence[dict], collator,
+          compute_metrics: Callable, settings: TrainSettings, loss_fn: Callable | None = None,
+          callbacks: Sequence = ()) -> TrainResult:
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(settings.seed)
+    interactive = sys.stderr.isatty()
+    args = TrainingArguments(
+        output_dir=settings.output_dir, num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
+        learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio, lr_scheduler_type=settings.lr_scheduler,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model=settings.metric, greater_is_better=True,
+        train_sampling_strategy="group_by_length", length_column_name="length",
+        seed=settings.seed, data_seed=settings.seed, use_cpu=True, report_to="none",
+        disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False)
+    trainer = _trainer_class(loss_fn)(model=model, args=args, train_dataset=_with_lengths(train_features),
+                            eval_dataset=_with_lengths(eval_features), data_collator=collator,
+                            compute_metrics=compute_metrics,
+                            callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
+    trainer.remove_callback(PrinterCallback)  # its raw dicts duplicate our log lines
+    if not interactive:
+        trainer.remove_callback(ProgressCallback)
+    last = get_last_checkpoint(settings.output_dir) if Path(settings.output_dir).is_dir() else None
+    if last:
+        log.info("resuming from checkpoint %s", last)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=last)
+    history = _epoch_history(trainer.state.log_history)
+    best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
+    return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started)
+
+
+def _with_lengths(features: Sequence[dict]):
+    """group_by_length batches sentences of similar length: less padding, faster CPU steps.
+    As a `datasets.Dataset`, the Trainer drops the length column before the model sees it."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{**f, "length": len(f["input_ids"])} for f in features])
+
+
+def _trainer_class(loss_fn: Callable | None):
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class PipelineTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            # The Trainer length-groups eval batches too; metrics map predictions back to
+            # sentences by position, so evaluation must keep dataset order.
+            return SequentialSampler(eval_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            if loss_fn is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+            loss, outputs = loss_fn(model, inputs)
+            return (loss, outputs) if return_outputs else loss
+
+    return PipelineTrainer
+
+
+def _epoch_history(log_history: list[dict]) -> list[dict]:
+    by_epoch: dict[float, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        row = by_epoch.setdefault(round(entry["epoch"], 2), {"epoch": round(entry["epoch"], 2)})
+        if "loss" in entry:
+            row["train_loss"] = round(float(entry["loss"]), 5)
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second")):
+                row["dev_" + key.removeprefix("eval_")] = round(float(value), 5)
+    return [by_epoch[k] for k in sorted(by_epoch)]
