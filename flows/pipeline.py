@@ -1,7 +1,10 @@
 """The DAG as a Prefect flow: ingest -> finetune -> evaluate. Each task is a thin shell over the
 same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
 
-    python -m flows.pipeline [--params params.yaml] [--force]
+    python -m flows.pipeline [--force]
+
+The flow always reads params.yaml in the working directory: it is the file dvc.yaml tracks, so
+DVC and Prefect judge "changed" from the same values.
 """
 from __future__ import annotations
 
@@ -21,19 +24,22 @@ from tasks import STAGE_ORDER, stage_function
 from tinynlp.config import load_params
 from tinynlp.errors import DataValidationError, ConfigError
 from tinynlp.logs import configure_logging
-from tinynlp.reporting import ner_metrics_table
+from tinynlp.reporting import metrics_table
 
 log = logging.getLogger(__name__)
 
 
-def _run_stage(stage: str, params_path: str, force: bool = False):
+PARAMS_FILE = "params.yaml"
+
+
+def _run_stage(stage: str, force: bool = False):
     """Run one stage unless DVC says it is up to date; then record it in dvc.lock."""
     changes = {} if force else dvc_sync.stage_changes(stage)
     if not force and not changes:
         log.info("%s: up to date in dvc.lock, not run", stage)
         return Completed(name="Cached", message="up to date in dvc.lock", data=dvc_sync.stage_metrics(stage))
     log.info("%s: running (changed: %s)", stage, changes or "forced")
-    metrics = stage_function(stage)(load_params(params_path))
+    metrics = stage_function(stage)(load_params(PARAMS_FILE))
     dvc_sync.commit_stage(stage)
     return metrics
 
@@ -55,8 +61,8 @@ def _no_retry_on_bad_input(task, task_run, state) -> bool:
 
 
 def _stage_task(stage: str):
-    def run(params_path: str, force: bool = False):
-        return _run_stage(stage, params_path, force)
+    def run(force: bool = False):
+        return _run_stage(stage, force)
 
     run.__name__ = run.__qualname__ = stage
     return task(run, name=stage, task_run_name=stage, cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
@@ -66,26 +72,37 @@ def _stage_task(stage: str):
 stage_tasks = {stage: _stage_task(stage) for stage in STAGE_ORDER}
 
 
-@flow(name="pipeline", flow_run_name="pipeline-{params_path}", log_prints=True)
-def pipeline(params_path: str = "params.yaml", force: bool = False) -> dict:
-    load_params(params_path)  # reject bad params before any stage starts
-    ingest = stage_tasks["ingest"](params_path, force)
-    finetune = stage_tasks["finetune"](params_path, force, wait_for=[ingest])
-    metrics = _value(stage_tasks["evaluate"](params_path, force, wait_for=[finetune]))
-    table = ner_metrics_table(metrics)
-    create_markdown_artifact(markdown=f"# Entity scores\n\n{table}\n", key="evaluate-metrics",
-                             description="seqeval entity precision / recall / F1 on dev and test")
+@flow(name="pipeline", log_prints=True)
+def pipeline(force: bool = False) -> dict:
+    load_params(PARAMS_FILE)  # reject bad params before any stage starts
+    ingest = stage_tasks["ingest"](force)
+    finetune = stage_tasks["finetune"](force, wait_for=[ingest])
+    metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
+    create_markdown_artifact(markdown=f"# Evaluation\n\n{metrics_table(metrics)}\n", key="evaluate-metrics",
+                             description="dev and test scores of the fine-tuned model")
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--force", action="store_true", help="run every stage even if up to date")
     args = parser.parse_args(argv)
     configure_logging()
-    state = pipeline(args.params, args.force, return_state=True)
-    return 0 if state.is_completed() else 1
+    try:
+        load_params(PARAMS_FILE)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    state = pipeline(args.force, return_state=True)
+    if state.is_completed():
+        return 0
+    try:
+        state.result()
+    except DataValidationError:
+        return 3
+    except Exception:
+        return 1
+    return 1
 
 
 if __name__ == "__main__":

@@ -89,6 +89,28 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def as_classification(rows) -> list[tuple[str, str]]:
+    """The NER fixture sentences labelled by whether they name a place: a learnable toy task."""
+    return [(text, "place" if "location" in tags else "no_place") for text, tags in rows]
+
+
+def write_tsv(path: Path | str, rows) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    return path
+
+
+def use_classification(workspace: Path) -> None:
+    """Switch a workspace to the text-classification variant of the fixture data."""
+    for split, rows in (("train", TRAIN), ("dev", DEV), ("test", TEST)):
+        write_tsv(workspace / f"data/raw/{split}.tsv", as_classification(rows))
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["paths"].update(train="data/raw/train.tsv", dev="data/raw/dev.tsv", test="data/raw/test.tsv")
+    params["ingest"].update(task="classification", format="tsv", entity_types=[], labels=["no_place", "place"])
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def make_workspace(path: Path, model_dir: Path) -> Path:
     """A git + DVC repo holding this project's DAG, code and tiny data: what a user's clone is."""
     path.mkdir(parents=True, exist_ok=True)

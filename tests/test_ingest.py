@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEV, TEST, TRAIN, write_conll
+from conftest import DEV, TEST, TRAIN, write_conll, write_tsv
 from tasks.ingest import run_ingest
 from tinynlp.config import parse_params
 from tinynlp.errors import DataValidationError
@@ -120,10 +120,6 @@ def test_failed_run_keeps_its_report_aside(good_run):
     failure = json.loads(Path("reports/failed/ingest/validation.json").read_text())
     assert any("label_in_set" in v for v in failure["violations"])
     assert Path("reports/failed/ingest/data_docs/index.html").is_file()
-
-
-def write_tsv(path: str, rows) -> None:
-    Path(path).write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
 
 
 CLF_TRAIN = [("a fine film", "pos"), ("a dull film", "neg"), ("great acting", "pos"), ("weak plot", "neg")]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_workspace, run
+from conftest import make_workspace, run, use_classification
 
 pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
@@ -114,3 +114,15 @@ def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefec
         state.result()
     assert (workspace / "models/finetune/model.safetensors").read_bytes() == model
     assert (workspace / "data/ingest/train.parquet").read_bytes() == validated
+
+
+def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    use_classification(workspace)
+    run(DVC + ["repro"], workspace)
+    metrics = evaluate_metrics(workspace)
+    assert metrics["task"] == "classification"
+    assert set(metrics["test"]["per_class"]) == {"no_place", "place"}
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "macro_f1" in metrics["dev"]
+    spec = json.loads((workspace / "models/finetune/pipeline.json").read_text())
+    assert spec["task"] == "classification" and spec["labels"] == ["no_place", "place"]

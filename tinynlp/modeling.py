@@ -57,11 +57,15 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-def load_token_classifier(source: str, labels: list[str]):
-    from transformers import AutoModelForTokenClassification
+def load_classifier(source: str, labels: list[str], model_class: str = "AutoModelForTokenClassification",
+                    seed: int | None = None):
+    """A token or sequence classifier; `seed` makes a freshly initialised head reproducible."""
+    import transformers
 
     check_model_dir(source)
-    return AutoModelForTokenClassification.from_pretrained(
+    if seed is not None:
+        transformers.set_seed(seed)
+    return getattr(transformers, model_class).from_pretrained(
         source, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={l: i for i, l in enumerate(labels)}, use_safetensors=True, trust_remote_code=False)
 

@@ -25,5 +25,18 @@ def ner_metrics_table(metrics: dict) -> str:
     return markdown_table(rows, ["split", "scope", "precision", "recall", "f1", "support"])
 
 
+def classification_metrics_table(metrics: dict) -> str:
+    rows = [{"split": s, "scope": "all", "accuracy": metrics[s]["accuracy"], "f1": metrics[s]["macro_f1"]}
+            for s in ("dev", "test")]
+    for label, scores in metrics["test"]["per_class"].items():
+        rows.append({"split": "test", "scope": label, **_prf(scores)})
+    return markdown_table(rows, ["split", "scope", "accuracy", "precision", "recall", "f1", "support"])
+
+
+def metrics_table(metrics: dict) -> str:
+    """The evaluate stage's table for whichever task produced the metrics."""
+    return classification_metrics_table(metrics) if metrics.get("task") == "classification" else ner_metrics_table(metrics)
+
+
 def _prf(scores: dict) -> dict:
     return {k: scores[k] for k in ("precision", "recall", "f1", "support")}

@@ -1,0 +1,34 @@
+"""`tinynlp`: one console entry point over the same shells.
+
+    tinynlp run   [--force]                          the DAG as a Prefect flow (reads params.yaml)
+    tinynlp stage NAME [--params params.yaml]        one stage, as `dvc repro` runs it
+
+Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tasks import STAGE_ORDER
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tinynlp", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the whole DAG as a Prefect flow")
+    run.add_argument("--force", action="store_true", help="run every stage even if up to date")
+    stage = commands.add_parser("stage", help="run one stage (what dvc.yaml runs)")
+    stage.add_argument("name", choices=STAGE_ORDER)
+    stage.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from flows.pipeline import main as run_flow
+        return run_flow(["--force"] if args.force else [])
+    from tasks.__main__ import main as run_stage
+    return run_stage([args.name, "--params", args.params])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

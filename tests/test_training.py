@@ -1,0 +1,63 @@
+"""The training routine: checkpoints resume after an interruption, to the same result."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEV, TRAIN
+from tinynlp import modeling, ner
+from tinynlp.tagging import bio_labels
+from tinynlp.training import TrainSettings, train
+
+LABELS = bio_labels(["location", "person"])
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_first_checkpoint():
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Interrupted(f"killed after step {state.global_step}")
+
+    return Stop()
+
+
+def run_training(tiny_bert, output_dir, callbacks=()):
+    from transformers import DataCollatorForTokenClassification
+
+    tokenizer = modeling.load_tokenizer(str(tiny_bert))
+    label2id = {l: i for i, l in enumerate(LABELS)}
+    split = lambda rows: ([t.split() for t, _ in rows], [g.split() for _, g in rows])
+    train_encoded = ner.encode(tokenizer, *split(TRAIN), label2id, 32, 4)
+    dev_encoded = ner.encode(tokenizer, *split(DEV), label2id, 32, 4)
+    gold = split(DEV)[1]
+
+    def metrics(prediction):
+        predicted = ner.decode(dev_encoded, [np.asarray(l) for l in prediction.predictions], dict(enumerate(LABELS)))
+        return {"entity_f1": ner.entity_scores(gold, predicted)["entity_f1"]}
+
+    settings = TrainSettings(output_dir=str(output_dir), epochs=4, batch_size=4, eval_batch_size=4,
+                             learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, lr_scheduler="linear",
+                             gradient_accumulation=1, patience=4, seed=7, metric="entity_f1")
+    model = modeling.load_classifier(str(tiny_bert), LABELS, seed=settings.seed)
+    return train(model, train_encoded.features, dev_encoded.features,
+                 DataCollatorForTokenClassification(tokenizer, label_pad_token_id=ner.IGNORE), metrics, settings,
+                 callbacks=callbacks)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, tiny_bert):
+    reference = run_training(tiny_bert, tmp_path / "reference")
+    with pytest.raises(Interrupted):
+        run_training(tiny_bert, tmp_path / "interrupted", callbacks=[stop_after_first_checkpoint()])
+    assert list((tmp_path / "interrupted").glob("checkpoint-*")), "a checkpoint was written before the kill"
+    resumed = run_training(tiny_bert, tmp_path / "interrupted")
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-3")
+    assert resumed.best_metric == pytest.approx(reference.best_metric, abs=1e-6)
+    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    assert [row["epoch"] for row in resumed.history][-1] == 4.0
