@@ -1,4 +1,4 @@
-"""The DAG as a Prefect flow: ingest -> finetune -> evaluate. Each task is a thin shell over the
+"""The DAG as a Prefect flow: ingest -> pretrain -> finetune -> evaluate. Each task is a thin shell over the
 same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
 
     python -m flows.pipeline [--force]
@@ -76,7 +76,8 @@ stage_tasks = {stage: _stage_task(stage) for stage in STAGE_ORDER}
 def pipeline(force: bool = False) -> dict:
     load_params(PARAMS_FILE)  # reject bad params before any stage starts
     ingest = stage_tasks["ingest"](force)
-    finetune = stage_tasks["finetune"](force, wait_for=[ingest])
+    pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
+    finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
     metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
     create_markdown_artifact(markdown=f"# Evaluation\n\n{metrics_table(metrics)}\n", key="evaluate-metrics",
                              description="dev and test scores of the fine-tuned model")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-STAGE_ORDER = ("ingest", "finetune", "evaluate")
+STAGE_ORDER = ("ingest", "pretrain", "finetune", "evaluate")
 
 
 def stage_function(name: str) -> Callable:
@@ -14,6 +14,9 @@ def stage_function(name: str) -> Callable:
     if name == "ingest":
         from tasks.ingest import run_ingest
         return run_ingest
+    if name == "pretrain":
+        from tasks.pretrain import run_pretrain
+        return run_pretrain
     if name == "finetune":
         from tasks.finetune import run_finetune
         return run_finetune

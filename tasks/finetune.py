@@ -26,8 +26,9 @@ PIPELINE_FILE = "pipeline.json"  # how the saved model expects its inputs (read 
 def _fingerprint(params: Params) -> str:
     """Checkpoints are resumed only by a run with the same config and the same training data."""
     digest = hashlib.sha256(params.finetune.model_dump_json().encode())
-    for name in ("train.parquet", "dev.parquet", "labels.json"):
-        digest.update((Path(params.paths.ingested) / name).read_bytes())
+    for path in [Path(params.paths.ingested) / n for n in ("train.parquet", "dev.parquet", "labels.json")] + \
+            sorted(Path(params.paths.pretrained).glob("*.safetensors")):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -50,11 +51,11 @@ def run_finetune(params: Params) -> dict:
     spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens)
     train_split = read_split(paths.ingested, "train", cfg.max_train_samples)
     dev_split = read_split(paths.ingested, "dev", cfg.max_eval_samples)
-    source = modeling.resolve_checkpoint(cfg.checkpoint)
+    source = paths.pretrained  # written by the pretrain stage (the base checkpoint when disabled)
     tokenizer = modeling.load_tokenizer(source)
     model = modeling.load_classifier(source, labels, head.model_class, seed=cfg.seed)
     train_encoded, dev_encoded = head.encode(tokenizer, train_split, spec), head.encode(tokenizer, dev_split, spec)
-    log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, cfg.checkpoint,
+    log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(head.features(train_encoded)), len(head.features(dev_encoded)))
 
     def dev_metrics(prediction) -> dict:
@@ -62,14 +63,14 @@ def run_finetune(params: Params) -> dict:
         return {k: v for k, v in scores.items() if isinstance(v, float)}
 
     settings = TrainSettings(
-        output_dir=str(Path(paths.checkpoints) / _fingerprint(params)), epochs=cfg.epochs,
+        output_dir=str(Path(paths.checkpoints) / "finetune" / _fingerprint(params)), epochs=cfg.epochs,
         batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, lr_scheduler=cfg.lr_scheduler,
         gradient_accumulation=cfg.gradient_accumulation, patience=cfg.patience, seed=cfg.seed, metric=head.metric)
     result = train(model, head.features(train_encoded), head.features(dev_encoded), head.collator(tokenizer),
                    dev_metrics, settings)
     with atomic_dir(paths.model) as staging:
-        save_model(staging, result.model, tokenizer, spec, cfg.checkpoint)
+        save_model(staging, result.model, tokenizer, spec, params.pretrain.checkpoint)
     shutil.rmtree(settings.output_dir, ignore_errors=True)  # resume state is only for interrupted runs
     reports = Path(paths.reports) / "finetune"
     atomic_write_json(reports / "history.json", result.history)

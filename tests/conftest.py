@@ -75,7 +75,8 @@ def tiny_params(model_dir: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["paths"].update(train="data/raw/train.conll", dev="data/raw/dev.conll", test="data/raw/test.conll")
     params["ingest"]["entity_types"] = ["location", "person"]
-    params["finetune"].update(checkpoint=str(model_dir), epochs=12, batch_size=4, learning_rate=1e-2,
+    params["pretrain"].update(checkpoint=str(model_dir), epochs=2, batch_size=4, learning_rate=1e-3, block_size=16)
+    params["finetune"].update(epochs=12, batch_size=4, learning_rate=1e-2,
                               max_length=32, stride=4, patience=12)
     params["evaluate"]["batch_size"] = 8
     return params

@@ -60,7 +60,7 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
     repro = run(DVC + ["repro"], by_dvc)
     assert "Running stage 'finetune'" in repro.stdout
     metrics, states = run_flow(by_prefect, monkeypatch)
-    assert states == {"ingest": "Completed", "finetune": "Completed", "evaluate": "Completed"}
+    assert states == {"ingest": "Completed", "pretrain": "Completed", "finetune": "Completed", "evaluate": "Completed"}
 
     # Parity: the same stage functions give the same numbers through either entry point.
     assert evaluate_metrics(by_dvc) == evaluate_metrics(by_prefect) == metrics
@@ -74,18 +74,18 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
 
     # A second flow run executes nothing.
     again, states = run_flow(by_prefect, monkeypatch)
-    assert states == {"ingest": "Cached", "finetune": "Cached", "evaluate": "Cached"}
+    assert states == {"ingest": "Cached", "pretrain": "Cached", "finetune": "Cached", "evaluate": "Cached"}
     assert again == metrics
 
     # Changing one stage's params re-runs that stage and its descendants only.
     set_param(by_prefect, "finetune", "learning_rate", 5e-3)
     _, states = run_flow(by_prefect, monkeypatch)
-    assert states == {"ingest": "Cached", "finetune": "Completed", "evaluate": "Completed"}
+    assert states == {"ingest": "Cached", "pretrain": "Cached", "finetune": "Completed", "evaluate": "Completed"}
     assert dvc_clean(by_prefect)
 
     # After dvc repro, the flow hits the same cache.
     _, states = run_flow(by_dvc, monkeypatch)
-    assert states == {"ingest": "Cached", "finetune": "Cached", "evaluate": "Cached"}
+    assert states == {"ingest": "Cached", "pretrain": "Cached", "finetune": "Cached", "evaluate": "Cached"}
 
 
 def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
@@ -93,7 +93,8 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
     run(DVC + ["repro"], workspace)
     set_param(workspace, "evaluate", "batch_size", 2)
     out = run(DVC + ["repro"], workspace).stdout
-    assert "Stage 'ingest' didn't change" in out and "Stage 'finetune' didn't change" in out
+    for stage in ("ingest", "pretrain", "finetune"):
+        assert f"Stage '{stage}' didn't change" in out
     assert "Running stage 'evaluate'" in out
     shown = run(DVC + ["metrics", "show", "--json"], workspace).stdout
     assert "test_entity_f1" in shown

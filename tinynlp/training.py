@@ -29,6 +29,8 @@ class TrainSettings:
     patience: int
     seed: int
     metric: str              # dev metric for early stopping and best-checkpoint choice
+    greater_is_better: bool = True   # False for losses (MLM)
+    eval_on_start: bool = False      # a "before" point for the curve (MLM perplexity)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class TrainResult:
     best_metric: float
     resumed_from: str | None
     seconds: float
+    tokens_seen: int         # non-padding input tokens trained on
 
 
 def _progress_callback():
@@ -56,8 +59,10 @@ def _progress_callback():
             done = state.global_step - self.start_step
             rate = done / max(time.monotonic() - self.start, 1e-9)
             eta = (state.max_steps - state.global_step) / rate if rate else math.inf
-            log.info("train step %d/%d (%.0f%%), epoch %.2f, %.2f steps/s, ETA %s", state.global_step,
-                     state.max_steps, 100 * state.global_step / state.max_steps, state.epoch or 0, rate, _clock(eta))
+            tokens = state.num_input_tokens_seen / max(time.monotonic() - self.start, 1e-9)
+            log.info("train step %d/%d (%.0f%%), epoch %.2f, %.2f steps/s, %.0f tokens/s, ETA %s", state.global_step,
+                     state.max_steps, 100 * state.global_step / state.max_steps, state.epoch or 0, rate, tokens,
+                     _clock(eta))
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             shown = {k.removeprefix("eval_"): round(v, 4) for k, v in (metrics or {}).items()
@@ -74,8 +79,7 @@ def _clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def train(model, train_features: Sequence[dict], eval_features: Sequence[dict], collator,
-          compute_metrics: Callable, settings: TrainSettings, loss_fn: Callable | None = None,
+def train(model, train_features, eval_features, collator, compute_metrics: Callable | None, settings: TrainSettings, loss_fn: Callable | None = None,
           callbacks: Sequence = ()) -> TrainResult:
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -90,12 +94,15 @@ def train(model, train_features: Sequence[dict], eval_features: Sequence[dict], 
         warmup_steps=settings.warmup_ratio, lr_scheduler_type=settings.lr_scheduler,
         gradient_accumulation_steps=settings.gradient_accumulation,
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model=settings.metric, greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model=settings.metric,
+        greater_is_better=settings.greater_is_better, eval_on_start=settings.eval_on_start,
+        include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="group_by_length", length_column_name="length",
         seed=settings.seed, data_seed=settings.seed, use_cpu=True, report_to="none",
-        disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False)
+        disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False,
+        remove_unused_columns=False)  # the MLM collator needs offsets/special-token masks
     trainer = _trainer_class(loss_fn)(model=model, args=args, train_dataset=_with_lengths(train_features),
-                            eval_dataset=_with_lengths(eval_features), data_collator=collator,
+                            eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
     trainer.remove_callback(PrinterCallback)  # its raw dicts duplicate our log lines
@@ -108,15 +115,22 @@ def train(model, train_features: Sequence[dict], eval_features: Sequence[dict], 
     trainer.train(resume_from_checkpoint=last)
     history = _epoch_history(trainer.state.log_history)
     best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
-    return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started)
+    return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started,
+                       int(trainer.state.num_input_tokens_seen))
 
 
-def _with_lengths(features: Sequence[dict]):
-    """group_by_length batches sentences of similar length: less padding, faster CPU steps.
-    As a `datasets.Dataset`, the Trainer drops the length column before the model sees it."""
+def _with_lengths(features):
+    """group_by_length batches sentences of similar length: less padding, faster CPU steps."""
     from datasets import Dataset
 
+    if isinstance(features, Dataset):
+        return features.map(lambda b: {"length": [len(ids) for ids in b["input_ids"]]}, batched=True, desc="lengths")
     return Dataset.from_list([{**f, "length": len(f["input_ids"])} for f in features])
+
+
+def _without_length(collator: Callable) -> Callable:
+    """The length column is for the sampler only; the model never sees it."""
+    return lambda features: collator([{k: v for k, v in f.items() if k != "length"} for f in features])
 
 
 def _trainer_class(loss_fn: Callable | None):

@@ -1,0 +1,116 @@
+"""Stage `pretrain`: masked-language-model pretraining of the encoder that `finetune` starts from.
+
+- continued: domain-adaptive MLM on the corpus from `pretrain.checkpoint` (an encoder without an
+  MLM head gets one, its decoder tied to the input embeddings);
+- scratch: a WordPiece tokenizer trained once on the corpus (reused while the corpus is the
+  same) and a BERT of the size in `pretrain.scratch`;
+- disabled: the checkpoint is loaded, checked and saved as is, so `finetune` always starts from
+  `paths.pretrained` and the DAG keeps one shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+from pathlib import Path
+
+from tinynlp import mlm, modeling
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import Params, PretrainConfig
+from tinynlp.training import TrainSettings, train
+
+log = logging.getLogger(__name__)
+
+
+def _fingerprint(params: Params, files) -> str:
+    digest = hashlib.sha256(params.pretrain.model_dump_json().encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _masked_lm(cfg: PretrainConfig, source: str, tokenizer):
+    from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, set_seed
+
+    set_seed(cfg.seed)
+    if cfg.mode == "scratch":
+        s = cfg.scratch
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=s.hidden_size, num_hidden_layers=s.layers,
+                            num_attention_heads=s.heads, intermediate_size=s.intermediate_size,
+                            max_position_embeddings=max(512, cfg.block_size), pad_token_id=tokenizer.pad_token_id)
+        return BertForMaskedLM(config)
+    modeling.check_model_dir(source)
+    model = AutoModelForMaskedLM.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    model.tie_weights()  # the new MLM decoder shares the input embedding matrix
+    return model
+
+
+def _tokenizer(cfg: PretrainConfig, params: Params, source: str, corpus_files, corpus):
+    directory = Path(params.paths.tokenizer)
+    if cfg.mode == "continued":
+        tokenizer = modeling.load_tokenizer(source)
+        with atomic_dir(directory) as staging:
+            tokenizer.save_pretrained(staging)
+        return tokenizer
+    fingerprint = mlm.corpus_fingerprint(corpus_files, cfg.scratch.vocab_size)
+    tokenizer, _ = mlm.train_wordpiece(corpus["train"]["text"], cfg.scratch.vocab_size, directory, fingerprint)
+    return tokenizer
+
+
+def _pass_through(params: Params, source: str) -> dict:
+    from transformers import AutoModel
+
+    tokenizer = modeling.load_tokenizer(source)
+    modeling.check_model_dir(source)
+    model = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    with atomic_dir(params.paths.pretrained) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    with atomic_dir(params.paths.tokenizer) as staging:
+        tokenizer.save_pretrained(staging)
+    log.info("pretrain disabled: %s saved as the encoder finetune starts from", params.pretrain.checkpoint)
+    metrics = {"enabled": False, "parameters": modeling.parameter_count(model)}
+    reports = Path(params.paths.reports) / "pretrain"
+    atomic_write_json(reports / "metrics.json", metrics)
+    atomic_write_json(reports / "history.json", [])
+    return metrics
+
+
+def run_pretrain(params: Params) -> dict:
+    cfg, paths = params.pretrain, params.paths
+    modeling.set_threads()
+    source = modeling.resolve_checkpoint(cfg.checkpoint)
+    if not cfg.enabled:
+        return _pass_through(params, source)
+    files = mlm.corpus_files(paths.corpus)
+    corpus = mlm.load_corpus(paths.corpus, cfg.eval_fraction, cfg.seed, cfg.max_texts)
+    tokenizer = _tokenizer(cfg, params, source, files, corpus)
+    tokenized = mlm.tokenize(corpus, tokenizer, cfg.whole_word_mask)
+    shape = mlm.pack if cfg.packing == "group_texts" else mlm.split_long
+    blocks = shape(tokenized, cfg.block_size)
+    model = _masked_lm(cfg, source, tokenizer)
+    log.info("pretrain (%s, %s): %d train / %d held-out blocks of up to %d tokens, %.1fM parameters", cfg.mode,
+             cfg.packing, len(blocks["train"]), len(blocks["test"]), cfg.block_size, modeling.parameter_count(model) / 1e6)
+    settings = TrainSettings(
+        output_dir=str(Path(paths.checkpoints) / "pretrain" / _fingerprint(params, files)), epochs=cfg.epochs,
+        batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, lr_scheduler="linear", gradient_accumulation=1,
+        patience=cfg.patience, seed=cfg.seed, metric="loss", greater_is_better=False, eval_on_start=True)
+    result = train(model, blocks["train"], blocks["test"],
+                   mlm.collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed), None, settings)
+    with atomic_dir(paths.pretrained) as staging:
+        result.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    shutil.rmtree(settings.output_dir, ignore_errors=True)
+    history = [{**row, "dev_perplexity": round(math.exp(row["dev_loss"]), 4)} for row in result.history if "dev_loss" in row]
+    metrics = {"enabled": True, "mode": cfg.mode, "perplexity_before": history[0]["dev_perplexity"],
+               "perplexity_after": round(math.exp(result.best_metric), 4), "train_tokens": result.tokens_seen,
+               "tokens_per_second": round(result.tokens_seen / result.seconds, 1), "train_seconds": round(result.seconds, 1),
+               "parameters": modeling.parameter_count(result.model)}
+    reports = Path(paths.reports) / "pretrain"
+    atomic_write_json(reports / "history.json", history)
+    atomic_write_json(reports / "metrics.json", metrics)
+    log.info("pretrain: held-out perplexity %.2f -> %.2f, %.0f tokens/s", metrics["perplexity_before"],
+             metrics["perplexity_after"], metrics["tokens_per_second"])
+    return metrics
