@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinynlp import modeling
+from tinynlp import efficient, modeling
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import ModelSpec, head_for
@@ -43,6 +43,17 @@ def load_spec(model_dir: str) -> ModelSpec:
     return ModelSpec(**{f.name: raw[f.name] for f in dataclasses.fields(ModelSpec)})
 
 
+def _trainable(model, cfg, task: str):
+    if cfg.peft == "bitfit":
+        model = efficient.apply_bitfit(model)
+    elif cfg.peft == "lora":
+        model = efficient.apply_lora(model, task, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, list(cfg.lora.target_modules))
+    total = modeling.parameter_count(model)
+    log.info("trainable parameters: %d of %d (%.2f%%, peft=%s)", efficient.trainable_parameters(model), total,
+             100 * efficient.trainable_parameters(model) / total, cfg.peft)
+    return model
+
+
 def run_finetune(params: Params) -> dict:
     cfg, paths = params.finetune, params.paths
     modeling.set_threads()
@@ -53,7 +64,8 @@ def run_finetune(params: Params) -> dict:
     dev_split = read_split(paths.ingested, "dev", cfg.max_eval_samples)
     source = paths.pretrained  # written by the pretrain stage (the base checkpoint when disabled)
     tokenizer = modeling.load_tokenizer(source)
-    model = modeling.load_classifier(source, labels, head.model_class, seed=cfg.seed)
+    model = _trainable(modeling.load_classifier(source, labels, head.model_class, seed=cfg.seed), cfg, task)
+    trainable = efficient.trainable_parameters(model)
     train_encoded, dev_encoded = head.encode(tokenizer, train_split, spec), head.encode(tokenizer, dev_split, spec)
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(head.features(train_encoded)), len(head.features(dev_encoded)))
@@ -66,16 +78,17 @@ def run_finetune(params: Params) -> dict:
         output_dir=str(Path(paths.checkpoints) / "finetune" / _fingerprint(params)), epochs=cfg.epochs,
         batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, lr_scheduler=cfg.lr_scheduler,
-        gradient_accumulation=cfg.gradient_accumulation, patience=cfg.patience, seed=cfg.seed, metric=head.metric)
+        gradient_accumulation=cfg.gradient_accumulation, patience=cfg.patience, seed=cfg.seed, metric=head.metric,
+        fgm_epsilon=cfg.fgm_epsilon)
     result = train(model, head.features(train_encoded), head.features(dev_encoded), head.collator(tokenizer),
                    dev_metrics, settings)
     with atomic_dir(paths.model) as staging:
-        save_model(staging, result.model, tokenizer, spec, params.pretrain.checkpoint)
+        save_model(staging, efficient.merged(result.model), tokenizer, spec, params.pretrain.checkpoint)
     shutil.rmtree(settings.output_dir, ignore_errors=True)  # resume state is only for interrupted runs
     reports = Path(paths.reports) / "finetune"
     atomic_write_json(reports / "history.json", result.history)
     metrics = {f"dev_{head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
-               "train_seconds": round(result.seconds, 1), "parameters": modeling.parameter_count(result.model),
+               "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
                "resumed": result.resumed_from is not None}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("finetune: best dev %s %.4f after %d epoch(s) in %.0fs", head.metric, result.best_metric,

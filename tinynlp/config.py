@@ -100,6 +100,13 @@ class PretrainConfig(_Section):
     scratch: ScratchModelConfig = ScratchModelConfig()
 
 
+class LoraConfig(_Section):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("query", "value")
+
+
 class FinetuneConfig(_Section):
     seed: int = 42
     epochs: int = Field(5, ge=1)
@@ -115,6 +122,9 @@ class FinetuneConfig(_Section):
     label_all_tokens: bool = False
     max_train_samples: int = Field(0, ge=0, description="0: all")
     max_eval_samples: int = Field(0, ge=0, description="0: all")
+    peft: Literal["none", "lora", "bitfit"] = "none"
+    lora: LoraConfig = LoraConfig()
+    fgm_epsilon: float = Field(0.0, ge=0, description="> 0: FGM adversarial training")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":

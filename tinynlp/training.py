@@ -31,6 +31,7 @@ class TrainSettings:
     metric: str              # dev metric for early stopping and best-checkpoint choice
     greater_is_better: bool = True   # False for losses (MLM)
     eval_on_start: bool = False      # a "before" point for the curve (MLM perplexity)
+    fgm_epsilon: float = 0.0         # > 0: FGM adversarial training on the input embeddings
 
 
 @dataclass
@@ -101,7 +102,7 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         seed=settings.seed, data_seed=settings.seed, use_cpu=True, report_to="none",
         disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False,
         remove_unused_columns=False)  # the MLM collator needs offsets/special-token masks
-    trainer = _trainer_class(loss_fn)(model=model, args=args, train_dataset=_with_lengths(train_features),
+    trainer = _trainer_class(loss_fn, settings.fgm_epsilon)(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
@@ -133,11 +134,24 @@ def _without_length(collator: Callable) -> Callable:
     return lambda features: collator([{k: v for k, v in f.items() if k != "length"} for f in features])
 
 
-def _trainer_class(loss_fn: Callable | None):
+def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float):
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
+    from tinynlp.efficient import FGM
+
     class PipelineTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if fgm_epsilon > 0:
+                fgm = FGM(model, fgm_epsilon)
+                if fgm.attack():
+                    try:  # gradients of the adversarial loss add to the clean ones
+                        super().training_step(model, inputs, num_items_in_batch)
+                    finally:
+                        fgm.restore()
+            return loss
+
         def _get_eval_sampler(self, eval_dataset):
             # The Trainer length-groups eval batches too; metrics map predictions back to
             # sentences by position, so evaluation must keep dataset order.
