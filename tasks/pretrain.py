@@ -40,8 +40,7 @@ def _masked_lm(cfg: PretrainConfig, source: str, tokenizer):
                             num_attention_heads=s.heads, intermediate_size=s.intermediate_size,
                             max_position_embeddings=max(512, cfg.block_size), pad_token_id=tokenizer.pad_token_id)
         return BertForMaskedLM(config)
-    modeling.check_model_dir(source)
-    model = AutoModelForMaskedLM.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    model = modeling.load_pretrained(AutoModelForMaskedLM, source)
     model.tie_weights()  # the new MLM decoder shares the input embedding matrix
     return model
 
@@ -62,8 +61,7 @@ def _pass_through(params: Params, source: str) -> dict:
     from transformers import AutoModel
 
     tokenizer = modeling.load_tokenizer(source)
-    modeling.check_model_dir(source)
-    model = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    model = modeling.load_pretrained(AutoModel, source)
     with atomic_dir(params.paths.pretrained) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEV, TEST, TRAIN, write_conll, write_tsv
+from conftest import DEV, ROOT, TEST, TRAIN, write_conll, write_tsv
 from tasks.ingest import run_ingest
 from tinynlp.config import parse_params
 from tinynlp.errors import DataValidationError
@@ -172,3 +172,16 @@ def test_classification_blank_text(classification):
 def test_classification_duplicates_across_train_and_test(classification):
     write_tsv("data/raw/test.tsv", CLF_TRAIN[:2] + [("loved it", "pos")])
     clf_fails(classification, "train_overlap", "data/raw/test.tsv line 2, 3")
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared is absent")
+def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):
+    """The shipped SST-2 profile points at ../shared data that passes every classification rule."""
+    raw = yaml.safe_load((ROOT / "examples/params/sst2.yaml").read_text())
+    monkeypatch.chdir(ROOT)
+    params = parse_params(raw)
+    raw["paths"].update(ingested=str(tmp_path / "ingest"), reports=str(tmp_path / "reports"))
+    metrics = run_ingest(parse_params(raw))
+    assert params.ingest.task == "classification"
+    assert metrics["splits"]["train"] == {"rows": 60614, "classes": 2}
+    assert metrics["validation"]["dev"]["rules"]["train_overlap"]["success"]

@@ -62,12 +62,24 @@ def load_classifier(source: str, labels: list[str], model_class: str = "AutoMode
     """A token or sequence classifier; `seed` makes a freshly initialised head reproducible."""
     import transformers
 
-    check_model_dir(source)
     if seed is not None:
         transformers.set_seed(seed)
-    return getattr(transformers, model_class).from_pretrained(
-        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)}, use_safetensors=True, trust_remote_code=False)
+    return load_pretrained(getattr(transformers, model_class), source, num_labels=len(labels),
+                           id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+
+
+def load_pretrained(model_class, source: str, **kwargs):
+    """`from_pretrained` with the safety rules applied and unreadable weights named clearly."""
+    from safetensors import SafetensorError
+
+    check_model_dir(source)
+    try:
+        return model_class.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        if not Path(source).is_dir():
+            raise
+        raise ConfigError(f"{source}: cannot load the model weights ({type(exc).__name__}: {exc}); "
+                          "the checkpoint may be truncated or corrupt") from None
 
 
 def set_threads() -> int:
