@@ -3,7 +3,7 @@
     tinynlp run   [--force]                          the DAG as a Prefect flow (reads params.yaml)
     tinynlp stage NAME [--params params.yaml]        one stage, as `dvc repro` runs it
 
-Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data.
+Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run).
 """
 from __future__ import annotations
 

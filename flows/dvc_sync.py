@@ -17,6 +17,23 @@ def _repo(root: str | Path = "."):
     return Repo(str(root))
 
 
+def _dvc_locked(func):
+    """DVC's own lock (held by a running `dvc repro`) surfaces as the workspace being busy."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from dvc.lock import LockError
+
+        from tasks.lock import WorkspaceBusyError
+        try:
+            return func(*args, **kwargs)
+        except LockError as exc:
+            raise WorkspaceBusyError(f"DVC is busy in this workspace (a `dvc repro` is running?): {exc}") from None
+    return wrapper
+
+
+@_dvc_locked
 def stage_changes(stage: str, root: str | Path = ".") -> dict:
     """What DVC sees changed for this stage alone (empty: up to date)."""
     with _repo(root) as repo:
@@ -24,6 +41,7 @@ def stage_changes(stage: str, root: str | Path = ".") -> dict:
     return {name: changes for name, changes in status.items() if name.split(":")[-1] == stage}
 
 
+@_dvc_locked
 def commit_stage(stage: str, root: str | Path = ".") -> None:
     """Record deps, params and outs of a stage that just ran in dvc.lock, and cache its outs."""
     with _repo(root) as repo:

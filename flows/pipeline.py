@@ -21,6 +21,7 @@ from prefect.states import Completed, State
 
 from flows import dvc_sync
 from tasks import STAGE_ORDER, stage_function
+from tasks.lock import WorkspaceBusyError, workspace_lock
 from tinynlp.config import load_params
 from tinynlp.errors import DataValidationError, ConfigError
 from tinynlp.logs import configure_logging
@@ -53,7 +54,7 @@ def _no_retry_on_bad_input(task, task_run, state) -> bool:
     """Retries are for transient failures; bad config or data fail the same way every time."""
     try:
         state.result()
-    except (DataValidationError, ConfigError):
+    except (DataValidationError, ConfigError, WorkspaceBusyError):
         return False
     except Exception:
         return True
@@ -75,10 +76,11 @@ stage_tasks = {stage: _stage_task(stage) for stage in STAGE_ORDER}
 @flow(name="pipeline", log_prints=True)
 def pipeline(force: bool = False) -> dict:
     load_params(PARAMS_FILE)  # reject bad params before any stage starts
-    ingest = stage_tasks["ingest"](force)
-    pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
-    finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
-    metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
+    with workspace_lock():
+        ingest = stage_tasks["ingest"](force)
+        pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
+        finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
+        metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
     create_markdown_artifact(markdown=f"# Evaluation\n\n{metrics_table(metrics)}\n", key="evaluate-metrics",
                              description="dev and test scores of the fine-tuned model")
     return metrics
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         state.result()
     except DataValidationError:
         return 3
+    except WorkspaceBusyError:
+        return 4
     except Exception:
         return 1
     return 1

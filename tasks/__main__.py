@@ -6,11 +6,12 @@ import logging
 import sys
 
 from tasks import STAGE_ORDER, stage_function
+from tasks.lock import WorkspaceBusyError, workspace_lock
 from tinynlp.config import load_params
 from tinynlp.errors import ConfigError, DataValidationError, PipelineError
 from tinynlp.logs import configure_logging
 
-EXIT_CONFIG, EXIT_DATA, EXIT_OTHER = 2, 3, 1
+EXIT_CONFIG, EXIT_DATA, EXIT_BUSY, EXIT_OTHER = 2, 3, 4, 1
 log = logging.getLogger("tasks")
 
 
@@ -21,10 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     try:
-        stage_function(args.stage)(load_params(args.params))
+        params = load_params(args.params)
+        with workspace_lock():
+            stage_function(args.stage)(params)
     except PipelineError as exc:
         log.error("%s failed: %s", args.stage, exc)
-        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_DATA if isinstance(exc, DataValidationError) else EXIT_OTHER
+        codes = {ConfigError: EXIT_CONFIG, DataValidationError: EXIT_DATA, WorkspaceBusyError: EXIT_BUSY}
+        return next((code for kind, code in codes.items() if isinstance(exc, kind)), EXIT_OTHER)
     return 0
 
 

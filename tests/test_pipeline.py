@@ -127,3 +127,19 @@ def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "macro_f1" in metrics["dev"]
     spec = json.loads((workspace / "models/finetune/pipeline.json").read_text())
     assert spec["task"] == "classification" and spec["labels"] == ["no_place", "place"]
+
+
+def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    from flows.pipeline import pipeline
+    from tasks.lock import workspace_lock
+
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    monkeypatch.chdir(workspace)
+    with workspace_lock(workspace):  # a run in progress
+        stage = run([sys.executable, "-m", "tasks", "ingest"], workspace, check=False)
+        state = pipeline(return_state=True)
+    assert stage.returncode == 4 and "another pipeline run is in progress" in stage.stderr
+    assert state.is_failed()
+    with pytest.raises(Exception, match="another pipeline run is in progress"):
+        state.result()
+    assert not (workspace / "data/ingest").exists()

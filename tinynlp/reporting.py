@@ -6,7 +6,10 @@ from typing import Sequence
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     def cell(value) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+        # scores keep 4 decimals; timings and other large figures read better with one
+        if isinstance(value, float):
+            return f"{value:.1f}" if abs(value) >= 10 else f"{value:.4f}"
+        return str(value)
     body = [[cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(columns)]
     line = lambda cells: "| " + " | ".join(v.ljust(w) for v, w in zip(cells, widths)) + " |"
