@@ -6,6 +6,7 @@ and threads: test/dev entity F1, wall time (finetune + evaluate), trainable para
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -48,7 +49,11 @@ def main() -> None:
     from tasks.pretrain import run_pretrain
 
     base = parse_sets(args.set)
-    rows = []
+    out = Path(args.out)
+    # rows of earlier runs with the same base are kept, so options can be measured in batches
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    rows = [r for r in earlier.get("rows", []) if earlier.get("base_overrides") == base
+            and r["option"] not in args.only.split(",")]
     for name in args.only.split(","):
         with tempfile.TemporaryDirectory() as workdir:
             params = params_for(Path(workdir), merge(base, OPTIONS[name]))

@@ -96,7 +96,8 @@ def run_pretrain(params: Params) -> dict:
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, lr_scheduler="linear", gradient_accumulation=1,
         patience=cfg.patience, seed=cfg.seed, metric="loss", greater_is_better=False, eval_on_start=True)
     result = train(model, blocks["train"], blocks["test"],
-                   mlm.collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed), None, settings)
+                   mlm.collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed), None, settings,
+                   loss_fn=mlm.masked_only_loss)
     with atomic_dir(paths.pretrained) as staging:
         result.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -87,3 +87,14 @@ def test_stage_command_exits_2_on_bad_params(tmp_path):
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "finetune.learning_rate" in result.stderr
+
+
+def test_pretrain_corpus_may_be_the_ingest_output_before_it_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    raw = copy.deepcopy(DEFAULTS)
+    raw["pretrain"]["enabled"] = True
+    raw["paths"].update(ingested=str(tmp_path / "not-yet"), corpus=str(tmp_path / "not-yet"))
+    assert parse_params(raw).pretrain.enabled
+    raw["paths"]["corpus"] = str(tmp_path / "missing.txt")
+    with pytest.raises(ConfigError, match="paths.corpus: not found"):
+        parse_params(raw)

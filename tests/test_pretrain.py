@@ -62,3 +62,19 @@ def test_disabled_stage_passes_the_checkpoint_through(workspace, tiny_bert):
     metrics = run_pretrain(parse_params(raw))
     assert metrics == {"enabled": False, "parameters": metrics["parameters"]}
     assert Path("models/pretrain/model.safetensors").is_file() and Path("models/pretrain/tokenizer.json").is_file()
+
+
+def test_masked_only_loss_equals_the_full_head_loss(tiny_bert):
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(str(tiny_bert))
+    model.eval()
+    input_ids = torch.tensor([[2, 10, 11, 12, 13, 3], [2, 14, 15, 16, 3, 0]])
+    labels = torch.full_like(input_ids, -100)
+    labels[0, 2], labels[1, 1], labels[1, 3] = 11, 14, 16
+    inputs = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long(), "labels": labels}
+    with torch.no_grad():
+        expected = model(**inputs).loss
+        loss, _ = mlm.masked_only_loss(model, inputs)
+    torch.testing.assert_close(loss, expected)

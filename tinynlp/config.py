@@ -109,7 +109,7 @@ class LoraConfig(_Section):
 
 class FinetuneConfig(_Section):
     seed: int = 42
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -195,5 +195,6 @@ def _check_inputs_exist(params: Params, source: str) -> None:
     if checkpoint.startswith((".", "/", "~")) and not Path(checkpoint).expanduser().is_dir():
         raise ConfigError(f"{source}: pretrain.checkpoint: directory not found: {checkpoint}")
     corpus = Path(params.paths.corpus)
-    if params.pretrain.enabled and not corpus.exists():
+    # The default corpus is the ingest stage's output, which exists only once ingest has run.
+    if params.pretrain.enabled and corpus != Path(params.paths.ingested) and not corpus.exists():
         raise ConfigError(f"{source}: paths.corpus: not found: {corpus}")

@@ -95,6 +95,24 @@ def collator(tokenizer, probability: float, whole_word: bool, seed: int):
     return pad_offsets_then_mask
 
 
+def masked_only_loss(model, inputs: dict):
+    """MLM loss computed on the masked positions only. The stock head projects every position
+    onto the whole vocabulary (30k x hidden per token) although only ~15% carry a label; on a
+    CPU that projection dominates the step. Same loss, a fraction of the work."""
+    import torch.nn.functional as F
+
+    head = getattr(model, "cls", None)
+    if head is None:  # not a BERT-style head: fall back to the model's own loss
+        outputs = model(**inputs)
+        return outputs.loss, outputs
+    labels = inputs["labels"]
+    hidden = model.base_model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    chosen = labels != -100
+    logits = head(hidden[chosen])
+    loss = F.cross_entropy(logits, labels[chosen])
+    return loss, {"loss": loss}
+
+
 def corpus_fingerprint(files: Sequence[Path], vocab_size: int) -> str:
     digest = hashlib.sha256(str(vocab_size).encode())
     for path in files:

@@ -101,7 +101,8 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         train_sampling_strategy="group_by_length", length_column_name="length",
         seed=settings.seed, data_seed=settings.seed, use_cpu=True, report_to="none",
         disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False,
-        remove_unused_columns=False)  # the MLM collator needs offsets/special-token masks
+        remove_unused_columns=False,  # the MLM collator needs offsets/special-token masks
+        prediction_loss_only=compute_metrics is None)
     trainer = _trainer_class(loss_fn, settings.fgm_epsilon)(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
