@@ -23,7 +23,7 @@ from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
 from tasks.common import read_split  # noqa: E402
 from tinynlp import modeling, ner  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
-from tinynlp.reporting import markdown_table  # noqa: E402
+from benchmarks.report import ner_comparison  # noqa: E402
 
 
 def plain_recipe(params, seed: int, epochs: int = 3) -> dict:
@@ -103,12 +103,7 @@ def main() -> None:
               "ours_dev_f1": round(ours["dev_entity_f1"], 4),
               "time_ratio_ours_over_plain": round(times["ours_seconds"] / times["plain_seconds"], 3)}
     write_json(Path(args.out), result)
-    print(markdown_table([
-        {"recipe": "plain run_ner-style Trainer", "test entity F1": result["plain_test_f1"], "seconds": times["plain_seconds"]},
-        {"recipe": "ours (finetune + evaluate)", "test entity F1": result["ours_test_f1"], "seconds": times["ours_seconds"]},
-    ], ["recipe", "test entity F1", "seconds"]))
-    print(f"F1 difference (ours - plain): {100 * (result['ours_test_f1'] - result['plain_test_f1']):+.2f} points; "
-          f"time ratio ours/plain: {result['time_ratio_ours_over_plain']:.2f}x; torch threads: {threads}")
+    print(ner_comparison(result))
 
 
 if __name__ == "__main__":

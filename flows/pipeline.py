@@ -25,7 +25,6 @@ from tasks.lock import WorkspaceBusyError, workspace_lock
 from tinynlp.config import load_params
 from tinynlp.errors import DataValidationError, ConfigError
 from tinynlp.logs import configure_logging
-from tinynlp.reporting import metrics_table
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,8 @@ def pipeline(force: bool = False) -> dict:
         pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
         finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
         metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
-    create_markdown_artifact(markdown=f"# Evaluation\n\n{metrics_table(metrics)}\n", key="evaluate-metrics",
+    table = (Path(load_params(PARAMS_FILE).paths.reports) / "evaluate" / "metrics.md").read_text(encoding="utf-8")
+    create_markdown_artifact(markdown=f"# Evaluation\n\n{table}\n", key="evaluate-metrics",
                              description="dev and test scores of the fine-tuned model")
     return metrics
 

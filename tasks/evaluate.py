@@ -50,10 +50,13 @@ def run_evaluate(params: Params) -> dict:
         encoded = head.encode(tokenizer, split, spec)
         logits = predict_logits(model, tokenizer, head.features(encoded), params.evaluate.batch_size)
         scores[split_name] = head.score(encoded, logits, split, spec)
-    metrics = {"task": spec.task, **{f"{s}_{head.metric}": scores[s][head.metric] for s in ("test", "dev")}, **scores}
+    detail = {"task": spec.task, **scores}
+    metrics = {**{f"{s}_{head.metric}": scores[s][head.metric] for s in ("test", "dev")},
+               **{s: head.summary(scores[s]) for s in ("test", "dev")}}
     reports = Path(paths.reports) / "evaluate"
-    atomic_write_json(reports / "metrics.json", metrics)
-    table = metrics_table(metrics)
+    atomic_write_json(reports / "scores.json", detail)  # per type / per class, for people and reports
+    atomic_write_json(reports / "metrics.json", metrics)  # the headline figures, for `dvc metrics`
+    table = metrics_table(detail)
     atomic_write_text(reports / "metrics.md", table + "\n")
     log.info("evaluate: test %s %.4f, dev %s %.4f\n%s", head.metric, metrics[f"test_{head.metric}"], head.metric,
              metrics[f"dev_{head.metric}"], table)

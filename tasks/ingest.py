@@ -85,8 +85,10 @@ def run_ingest(params: Params) -> dict:
             atomic_write_json(staging / "labels.json", {"task": cfg.task, "labels": labels})
         with atomic_dir(reports / "data_docs") as docs:
             shutil.copytree(Path(scratch) / "data_docs", docs, dirs_exist_ok=True)
-    metrics = {"task": cfg.task, "n_labels": len(labels), "splits": stats, "validation": outcome.summary}
-    atomic_write_json(reports / "validation.json", metrics)
+    atomic_write_json(reports / "validation.json", {"task": cfg.task, "labels": labels, "splits": stats,
+                                                    "validation": outcome.summary})
+    metrics = {"labels": len(labels), **{f"{split}_{k}": v for split in SPLITS for k, v in stats[split].items()}}
+    atomic_write_json(reports / "metrics.json", metrics)
     log.info("ingest: %s validated; %d labels; %s", ", ".join(SPLITS), len(labels),
              "; ".join(f"{k}: {v}" for k, v in stats.items()))
     return metrics

@@ -53,7 +53,7 @@ def fails_with(good_run, rule: str, *expected: str, **ingest) -> str:
 
 def test_good_data_is_written_with_label_set(good_run):
     metrics, files = good_run
-    assert metrics["splits"]["train"]["sentences"] == len(TRAIN)
+    assert metrics["train_sentences"] == len(TRAIN) and metrics["labels"] == 5
     labels = json.loads(Path("data/ingest/labels.json").read_text())
     assert labels == {"task": "ner", "labels": ["O", "B-location", "I-location", "B-person", "I-person"]}
     assert Path("reports/ingest/data_docs/index.html").is_file()
@@ -76,7 +76,7 @@ def test_i_after_o_in_strict_bio(good_run):
 
 def test_iob1_scheme_repairs_the_same_file(good_run):
     write_conll(Path("data/raw/dev.conll"), DEV + [("to New York .", "O I-location I-location O")])
-    assert run_ingest(params(tag_scheme="iob1"))["splits"]["dev"]["entities"] == 5
+    assert run_ingest(params(tag_scheme="iob1"))["dev_entities"] == 5
 
 
 def test_token_with_internal_whitespace(good_run):
@@ -146,7 +146,7 @@ def clf_fails(raw, rule: str, *expected: str) -> None:
 
 def test_classification_good_run(classification):
     metrics = run_ingest(parse_params(classification))
-    assert metrics["splits"]["train"] == {"rows": 4, "classes": 2}
+    assert (metrics["train_rows"], metrics["train_classes"]) == (4, 2)
 
 
 def test_classification_label_outside_set(classification):
@@ -183,5 +183,6 @@ def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):
     raw["paths"].update(ingested=str(tmp_path / "ingest"), reports=str(tmp_path / "reports"))
     metrics = run_ingest(parse_params(raw))
     assert params.ingest.task == "classification"
-    assert metrics["splits"]["train"] == {"rows": 60614, "classes": 2}
-    assert metrics["validation"]["dev"]["rules"]["train_overlap"]["success"]
+    assert (metrics["train_rows"], metrics["train_classes"]) == (60614, 2)
+    summary = json.loads((tmp_path / "reports/ingest/validation.json").read_text())
+    assert summary["validation"]["dev"]["rules"]["train_overlap"]["success"]

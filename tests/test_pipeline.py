@@ -125,8 +125,9 @@ def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
     use_classification(workspace)
     run(DVC + ["repro"], workspace)
     metrics = evaluate_metrics(workspace)
-    assert metrics["task"] == "classification"
-    assert set(metrics["test"]["per_class"]) == {"no_place", "place"}
+    scores = json.loads((workspace / "reports/evaluate/scores.json").read_text())
+    assert scores["task"] == "classification"
+    assert set(scores["test"]["per_class"]) == {"no_place", "place"}
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "macro_f1" in metrics["dev"]
     spec = json.loads((workspace / "models/finetune/pipeline.json").read_text())
     assert spec["task"] == "classification" and spec["labels"] == ["no_place", "place"]

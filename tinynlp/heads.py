@@ -31,6 +31,7 @@ class Head:
     score: Callable                  # (encoded, logits, split columns, spec) -> metrics dict
     collator: Callable               # tokenizer -> data collator
     features: Callable               # encoded -> list of feature dicts
+    summary: Callable                # full scores -> the few headline figures
 
 
 def _encode_ner(tokenizer, split: dict, spec: ModelSpec, with_labels: bool = True):
@@ -67,9 +68,12 @@ def _padding_collator(tokenizer):
 
 HEADS = {
     "ner": Head("ner", "entity_f1", "AutoModelForTokenClassification", _encode_ner, _score_ner,
-                _token_collator, lambda e: e.features),
+                _token_collator, lambda e: e.features,
+                lambda s: {"entity_f1": s["entity_f1"], "precision": s["micro"]["precision"],
+                           "recall": s["micro"]["recall"], "macro_f1": s["macro"]["f1"]}),
     "classification": Head("classification", "accuracy", "AutoModelForSequenceClassification", _encode_textclf,
-                           _score_textclf, _padding_collator, lambda e: e.features),
+                           _score_textclf, _padding_collator, lambda e: e.features,
+                           lambda s: {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}),
 }
 
 
