@@ -100,7 +100,8 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
     assert "test_entity_f1" in shown
     plots = json.loads(run(DVC + ["plots", "show", "--json"], workspace).stdout)
     assert not plots.get("errors"), plots.get("errors")
-    assert {"dev_f1_per_epoch", "loss_per_epoch", "mlm_perplexity"} <= set(plots)
+    rendered = set(plots["data"])  # {"data": {plot id: [rendered definitions]}}
+    assert {"dev_f1_per_epoch", "loss_per_epoch", "mlm_perplexity"} <= rendered, rendered
 
 
 def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefect_backend, monkeypatch):
