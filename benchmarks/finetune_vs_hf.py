@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
-from tasks.common import read_split  # noqa: E402
+from tasks.common import read_labels, read_split  # noqa: E402
 from tinynlp import modeling, ner  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
 from benchmarks.report import ner_comparison  # noqa: E402
@@ -29,7 +29,7 @@ from benchmarks.report import ner_comparison  # noqa: E402
 def plain_recipe(params, seed: int, epochs: int = 3) -> dict:
     from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed
 
-    _, labels = __import__("tasks.common", fromlist=["read_labels"]).read_labels(params.paths.ingested)
+    _, labels = read_labels(params.paths.ingested)
     label2id = {l: i for i, l in enumerate(labels)}
     source = params.paths.pretrained
     tokenizer = modeling.load_tokenizer(source)

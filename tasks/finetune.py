@@ -48,9 +48,8 @@ def _trainable(model, cfg, task: str):
         model = efficient.apply_bitfit(model)
     elif cfg.peft == "lora":
         model = efficient.apply_lora(model, task, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, list(cfg.lora.target_modules))
-    total = modeling.parameter_count(model)
-    log.info("trainable parameters: %d of %d (%.2f%%, peft=%s)", efficient.trainable_parameters(model), total,
-             100 * efficient.trainable_parameters(model) / total, cfg.peft)
+    trainable, total = efficient.trainable_parameters(model), modeling.parameter_count(model)
+    log.info("trainable parameters: %d of %d (%.2f%%, peft=%s)", trainable, total, 100 * trainable / total, cfg.peft)
     return model
 
 
