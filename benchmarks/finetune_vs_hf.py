@@ -13,7 +13,6 @@ import argparse
 import ast
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

@@ -2,6 +2,8 @@
 
     tinynlp run   [--force]                          the DAG as a Prefect flow (reads params.yaml)
     tinynlp stage NAME [--params params.yaml]        one stage, as `dvc repro` runs it
+    tinynlp predict [TEXT ...] [--file F] [--model DIR] [--json]
+                                                     the promoted model on text (one text per line in F)
 
 Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run).
 """
@@ -22,7 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     stage = commands.add_parser("stage", help="run one stage (what dvc.yaml runs)")
     stage.add_argument("name", choices=STAGE_ORDER)
     stage.add_argument("--params", default="params.yaml")
+    predict = commands.add_parser("predict", help="run the promoted model on text")
+    predict.add_argument("texts", nargs="*", help="texts to label (or use --file)")
+    predict.add_argument("--file", help="UTF-8 text file, one text per line ('-': stdin)")
+    predict.add_argument("--model", default="models/promoted", help="promoted model directory")
+    predict.add_argument("--json", action="store_true", help="one JSON object per text")
+    predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        from flows.predict_cli import main as run_predict
+        return run_predict(args)
     if args.command == "run":
         from flows.pipeline import main as run_flow
         return run_flow(["--force"] if args.force else [])

@@ -1,4 +1,5 @@
-"""The DAG as a Prefect flow: ingest -> pretrain -> finetune -> evaluate. Each task is a thin shell over the
+"""The DAG as a Prefect flow: ingest -> pretrain -> finetune -> prune -> distill -> quantize -> evaluate.
+Each task is a thin shell over the
 same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
 
     python -m flows.pipeline [--force]
@@ -79,10 +80,14 @@ def pipeline(force: bool = False) -> dict:
         ingest = stage_tasks["ingest"](force)
         pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
         finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
-        metrics = _value(stage_tasks["evaluate"](force, wait_for=[finetune]))
+        prune = stage_tasks["prune"](force, wait_for=[finetune])
+        distill = stage_tasks["distill"](force, wait_for=[finetune])
+        quantize = stage_tasks["quantize"](force, wait_for=[prune, distill])
+        metrics = _value(stage_tasks["evaluate"](force, wait_for=[quantize]))
     table = (Path(load_params(PARAMS_FILE).paths.reports) / "evaluate" / "metrics.md").read_text(encoding="utf-8")
     create_markdown_artifact(markdown=f"# Evaluation\n\n{table}\n", key="evaluate-metrics",
-                             description="dev and test scores of the fine-tuned model")
+                             description="every variant's quality, latency and size, the gate's decision, and "
+                                         "the fine-tuned model's scores in detail")
     return metrics
 
 

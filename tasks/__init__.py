@@ -4,23 +4,14 @@ metrics. Both shells, the DVC command (`python -m tasks <stage>`) and the Prefec
 (`flows.pipeline`), call these functions and nothing else."""
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
-STAGE_ORDER = ("ingest", "pretrain", "finetune", "evaluate")
+STAGE_ORDER = ("ingest", "pretrain", "finetune", "prune", "distill", "quantize", "evaluate")
 
 
 def stage_function(name: str) -> Callable:
-    """The stage function by name, imported on demand (so `--help` stays fast)."""
-    if name == "ingest":
-        from tasks.ingest import run_ingest
-        return run_ingest
-    if name == "pretrain":
-        from tasks.pretrain import run_pretrain
-        return run_pretrain
-    if name == "finetune":
-        from tasks.finetune import run_finetune
-        return run_finetune
-    if name == "evaluate":
-        from tasks.evaluate import run_evaluate
-        return run_evaluate
-    raise KeyError(f"unknown stage '{name}'; stages: {', '.join(STAGE_ORDER)}")
+    """`tasks.<name>.run_<name>`, imported on demand (so `--help` stays fast)."""
+    if name not in STAGE_ORDER:
+        raise KeyError(f"unknown stage '{name}'; stages: {', '.join(STAGE_ORDER)}")
+    return getattr(importlib.import_module(f"tasks.{name}"), f"run_{name}")

@@ -1,63 +1,151 @@
-"""Stage `evaluate`: scores of the fine-tuned model on the validated dev and test splits (seqeval
-entity P/R/F1 for NER; accuracy, macro-F1 and per class for classification), written for
-`dvc metrics` and printed as a table."""
+"""Stage `evaluate`: every model variant (fp32 fine-tuned, pruned, distilled, each INT8 flavour) scored
+on the same dev and test splits in one run, with batch-1 latency p50/p95, batch throughput, size
+and parameter count at one thread count; the gate promotes the best variant within budget to
+`paths.promoted` (ONNX + tokenizer + pipeline.json + model card)."""
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
-import torch
-
-from tinynlp import modeling
+from tinynlp import gate, modeling, quantization
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
 from tinynlp.heads import head_for
-from tinynlp.reporting import metrics_table
-from tasks.common import read_split
-from tasks.finetune import load_spec
+from tinynlp.inference import TorchRunner, measure_speed, predict_logits
+from tinynlp.reporting import markdown_table, metrics_table
+from tasks.common import load_model, load_spec, read_split
+from tasks.promote import promote
 
 log = logging.getLogger(__name__)
+REFERENCE = "finetune"   # the fp32 fine-tuned model every variant is compared with
 
 
-def predict_logits(model, tokenizer, features: list[dict], batch_size: int) -> list[np.ndarray]:
-    """Logits per example (per window for NER), unpadded. Batches are formed by length so
-    little compute goes to padding; results come back in input order."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    out: list[np.ndarray | None] = [None] * len(features)
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = tokenizer.pad([{k: features[i][k] for k in ("input_ids", "attention_mask")} for i in chunk],
-                                  return_tensors="pt")
-            logits = model(**batch).logits.float().numpy()
-            for row, index in enumerate(chunk):
-                out[index] = logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]
-    return out
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str                      # torch | onnx | inc
+    location: Path                 # model directory (torch, inc) or .onnx file
+    parameters: int
+    size_mb: float
+    load: Callable                 # (threads, for_timing) -> runner
+
+
+def torch_variants(params: Params) -> list[Variant]:
+    """The PyTorch models the training stages wrote (disabled stages write none)."""
+    paths = params.paths
+    candidates = {"finetune": Path(paths.model), "prune_unstructured": Path(paths.pruned) / "unstructured",
+                  "prune_structured": Path(paths.pruned) / "structured", "distill": Path(paths.distilled)}
+    variants = []
+    for name, directory in candidates.items():
+        if not (directory / "pipeline.json").is_file():
+            continue
+        model, _ = load_model(directory)
+        size = sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2 ** 20
+        variants.append(Variant(name, "torch", directory, modeling.parameter_count(model), round(size, 2),
+                                lambda threads, for_timing, model=model: TorchRunner(model)))
+    return variants
+
+
+def quantized_variants(params: Params) -> list[Variant]:
+    """The ONNX and INC variants listed by the quantize stage."""
+    index = Path(params.paths.quantized) / "variants.json"
+    if not index.is_file():
+        return []
+    variants = []
+    for entry in json.loads(index.read_text(encoding="utf-8")):
+        location = Path(params.paths.quantized) / entry["file"]
+        if entry["kind"] == "onnx":
+            load = lambda threads, for_timing, location=location: quantization.OnnxRunner(location, threads)
+        else:  # compiling costs seconds per input shape: only the timed runner pays it (same INT8 program)
+            load = lambda threads, for_timing, location=location: quantization.load_inc(location, threads,
+                                                                                       compile=for_timing)
+        variants.append(Variant(entry["name"], entry["kind"], location, entry["parameters"],
+                                round(quantization.file_size_mb(location), 2), load))
+    return variants
+
+
+def score_variant(variant: Variant, spec, encoded: dict, splits: dict, params: Params, threads: int,
+                  pad_id: int) -> dict:
+    head = head_for(spec.task)
+    cfg = params.evaluate
+    runner = variant.load(threads, False)
+    scores = {}
+    for split_name, split in splits.items():
+        logits = predict_logits(runner, head.features(encoded[split_name]), cfg.batch_size, pad_id)
+        scores[split_name] = head.score(encoded[split_name], logits, split, spec)
+    runner = variant.load(threads, True)
+    timed = head.features(encoded["test"])
+    if hasattr(runner, "warm_up"):  # compiled programs: build every timed shape before the clock starts
+        runner.warm_up([len(f["input_ids"]) for f in timed[: cfg.latency_samples]], (1, cfg.throughput_batch))
+    speed = measure_speed(runner, timed, pad_id, cfg.latency_samples, cfg.warmup, cfg.throughput_batch)
+    row = {"name": variant.name, "kind": variant.kind, "test_score": round(scores["test"][head.metric], 4),
+           "dev_score": round(scores["dev"][head.metric], 4), **vars(speed), "size_mb": variant.size_mb,
+           "parameters": variant.parameters, "promotable": variant.kind != "inc"}
+    if variant.kind == "inc":
+        row["not_promotable_because"] = "an INC-compiled PyTorch program has no ONNX form to serve"
+    log.info("evaluate %s: test %s %.4f, p50 %.2f ms, %.0f/s at batch %d, %.1f MB", variant.name, head.metric,
+             row["test_score"], speed.latency_ms_p50, speed.throughput_per_s, cfg.throughput_batch, variant.size_mb)
+    return {"row": row, "scores": scores}
 
 
 def run_evaluate(params: Params) -> dict:
-    paths = params.paths
-    modeling.set_threads()
+    paths, cfg = params.paths, params.evaluate
+    threads = modeling.set_threads(cfg.threads)
     spec = load_spec(paths.model)
     head = head_for(spec.task)
     tokenizer = modeling.load_tokenizer(paths.model)
-    model = modeling.load_classifier(paths.model, spec.labels, head.model_class)
-    scores = {}
-    for split_name in ("dev", "test"):
-        split = read_split(paths.ingested, split_name)
-        encoded = head.encode(tokenizer, split, spec)
-        logits = predict_logits(model, tokenizer, head.features(encoded), params.evaluate.batch_size)
-        scores[split_name] = head.score(encoded, logits, split, spec)
-    detail = {"task": spec.task, **scores}
-    metrics = {**{f"{s}_{head.metric}": scores[s][head.metric] for s in ("test", "dev")},
-               **{s: head.summary(scores[s]) for s in ("test", "dev")}}
-    reports = Path(paths.reports) / "evaluate"
-    atomic_write_json(reports / "scores.json", detail)  # per type / per class, for people and reports
-    atomic_write_json(reports / "metrics.json", metrics)  # the headline figures, for `dvc metrics`
-    table = metrics_table(detail)
-    atomic_write_text(reports / "metrics.md", table + "\n")
-    log.info("evaluate: test %s %.4f, dev %s %.4f\n%s", head.metric, metrics[f"test_{head.metric}"], head.metric,
-             metrics[f"dev_{head.metric}"], table)
+    splits = {name: read_split(paths.ingested, name) for name in ("dev", "test")}
+    encoded = {name: head.encode(tokenizer, split, spec) for name, split in splits.items()}
+    variants = {v.name: v for v in torch_variants(params) + quantized_variants(params)}
+    results = {name: score_variant(v, spec, encoded, splits, params, threads, tokenizer.pad_token_id)
+               for name, v in variants.items()}
+    rows = [r["row"] for r in results.values()]
+    reference_row = results[REFERENCE]["row"]
+    for row in rows:  # ratios against the fp32 fine-tuned model, measured in this same run
+        row["speedup"] = round(reference_row["latency_ms_p50"] / row["latency_ms_p50"], 2)
+        row["smaller"] = round(reference_row["size_mb"] / row["size_mb"], 2)
+    budget = gate.Budget(cfg.gate.max_drop, cfg.gate.latency_budget_ms, cfg.gate.size_budget_mb, cfg.gate.objective)
+    chosen, decisions = gate.choose(rows, REFERENCE, f"{cfg.gate.split}_score", budget)
+    reference = results[REFERENCE]["scores"]
+    if chosen:
+        promote(params, variants[chosen], results[chosen]["row"], tokenizer, spec)
+    else:
+        log.warning("evaluate: no variant passed the gate; %s keeps the last promoted model", paths.promoted)
+    return _report(params, head.metric, rows, decisions, chosen, {"task": spec.task, **reference}, threads)
+
+
+def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: str | None, reference: dict,
+            threads: int) -> dict:
+    reports = Path(params.paths.reports) / "evaluate"
+    by_name = {row["name"]: row for row in rows}
+    head = head_for(reference["task"])
+    metrics = {f"test_{metric}": reference["test"][metric], f"dev_{metric}": reference["dev"][metric],
+               "test": head.summary(reference["test"]), "dev": head.summary(reference["dev"]),
+               "promoted": chosen or "none", "threads": threads,
+               "variants": {r["name"]: {k: r[k] for k in ("test_score", "latency_ms_p50", "speedup", "size_mb")}
+                            for r in rows}}
+    if chosen:
+        metrics["promoted_speedup"] = round(by_name[REFERENCE]["latency_ms_p50"] / by_name[chosen]["latency_ms_p50"], 2)
+    decided = {d.name: d for d in decisions}
+    table_rows = [{**row, "gate": "promoted" if row["name"] == chosen else
+                   ("pass" if decided[row["name"]].passed else "; ".join(decided[row["name"]].reasons))}
+                  for row in rows]
+    variants_table = markdown_table(table_rows, ["name", "kind", "test_score", "dev_score", "latency_ms_p50",
+                                                 "latency_ms_p95", "speedup", "throughput_per_s", "size_mb",
+                                                 "smaller", "parameters", "gate"])
+    detail = metrics_table(reference)
+    atomic_write_json(reports / "scores.json", {**reference, "variants": rows,
+                                                "gate": [vars(d) for d in decisions], "promoted": chosen})
+    plotted = ("name", "kind", "test_score", "dev_score", "latency_ms_p50", "latency_ms_p95", "speedup",
+               "throughput_per_s", "size_mb", "smaller", "parameters")
+    atomic_write_json(reports / "variants.json", [{k: row[k] for k in plotted} for row in rows])  # uniform rows: dvc plots needs them
+    atomic_write_json(reports / "metrics.json", metrics)
+    text = (f"## Variants ({metric}; batch-1 latency, throughput at batch {params.evaluate.throughput_batch}, "
+            f"{threads} threads)\n\n{variants_table}\n\nPromoted: **{chosen or 'none'}**\n\n"
+            f"## {REFERENCE} (fp32) in detail\n\n{detail}\n")
+    atomic_write_text(reports / "metrics.md", text)
+    log.info("evaluate: promoted %s\n%s\n%s", chosen or "nothing", variants_table, detail)
     return metrics

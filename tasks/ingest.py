@@ -12,8 +12,7 @@ import pyarrow.parquet as pq
 
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import IngestConfig, Params
-from tinynlp.errors import DataValidationError
-from tinynlp.readers import Sentence, read_conll, read_hf, read_table
+from tinynlp.readers import read_conll, read_hf, read_table
 from tinynlp.tagging import bio_labels, entity_type
 from tinynlp import validation
 

@@ -78,7 +78,13 @@ def tiny_params(model_dir: Path) -> dict:
     params["pretrain"].update(checkpoint=str(model_dir), epochs=2, batch_size=4, learning_rate=1e-3, block_size=16)
     params["finetune"].update(epochs=12, batch_size=4, learning_rate=1e-2,
                               max_length=32, stride=4, patience=12)
-    params["evaluate"]["batch_size"] = 8
+    params["prune"].update(epochs=2, batch_size=4, learning_rate=5e-3, patience=2)
+    params["prune"]["structured"]["importance_samples"] = 8
+    params["distill"].update(epochs=8, batch_size=4, learning_rate=1e-2, patience=8)
+    # INC compiles a program per input shape (seconds each): its own tests cover it, the DAG tests skip it
+    params["quantize"].update(calibration_samples=8, inc_sources=[])
+    params["evaluate"].update(batch_size=8, latency_samples=10, warmup=2, throughput_batch=4)
+    params["evaluate"]["gate"]["max_drop"] = 0.5  # tiny models are noisy; the gate's rules have unit tests
     return params
 
 

@@ -30,6 +30,10 @@ class PathsConfig(_Section):
     tokenizer: str = "models/tokenizer"
     pretrained: str = "models/pretrain"
     model: str = "models/finetune"
+    pruned: str = "models/prune"
+    distilled: str = "models/distill"
+    quantized: str = "models/quantize"
+    promoted: str = Field("models/promoted", description="the model the gate promoted: ONNX + tokenizer + card")
     checkpoints: str = "checkpoints"
     reports: str = "reports"
 
@@ -107,7 +111,9 @@ class LoraConfig(_Section):
     target_modules: tuple[str, ...] = ("query", "value")
 
 
-class FinetuneConfig(_Section):
+class _TrainingSection(_Section):
+    """The optimiser settings every training stage (finetune, prune recovery, distill) shares."""
+
     seed: int = 42
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -117,6 +123,9 @@ class FinetuneConfig(_Section):
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     gradient_accumulation: int = Field(1, ge=1)
     patience: int = Field(2, ge=1, description="epochs without dev gain before stopping")
+
+
+class FinetuneConfig(_TrainingSection):
     max_length: int = Field(128, ge=8, description="subword tokens per window")
     stride: int = Field(32, ge=0, description="overlap between windows of a long sentence")
     label_all_tokens: bool = False
@@ -133,8 +142,79 @@ class FinetuneConfig(_Section):
         return self
 
 
+class UnstructuredPruneConfig(_Section):
+    enabled: bool = True
+    target_sparsity: float = Field(0.5, gt=0, lt=1, description="share of encoder Linear weights set to zero")
+    steps: int = Field(2, ge=1, description="gradual (cubic) steps, each followed by recovery epochs")
+
+
+class StructuredPruneConfig(_Section):
+    enabled: bool = True
+    heads_fraction: float = Field(0.25, ge=0, lt=1, description="share of attention heads removed per layer")
+    neurons_fraction: float = Field(0.5, ge=0, lt=1, description="share of FFN neurons removed per layer")
+    importance: Literal["gradient", "magnitude"] = "gradient"
+    importance_samples: int = Field(256, ge=1, description="training examples scored for importance")
+
+
+class PruneConfig(_TrainingSection):
+    """Recovery fine-tuning after each pruning step uses the optimiser fields (epochs per step)."""
+
+    epochs: int = Field(1, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    unstructured: UnstructuredPruneConfig = UnstructuredPruneConfig()
+    structured: StructuredPruneConfig = StructuredPruneConfig()
+
+
+class DistillConfig(_TrainingSection):
+    enabled: bool = True
+    student_layers: int = Field(0, ge=0, description="0: half the teacher's layers")
+    layer_map: tuple[int, ...] = Field((), description="teacher layers copied into the student; empty: evenly spaced")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the label loss; 1 - alpha weighs the teacher's")
+    temperature: float = Field(2.0, gt=0)
+    hidden_loss_weight: float = Field(0.0, ge=0, description="> 0: add MSE of mapped hidden states")
+    teacher_logits: Literal["cached", "on_the_fly"] = "cached"
+
+    @model_validator(mode="after")
+    def _map_fits(self) -> "DistillConfig":
+        if self.layer_map and self.student_layers and len(self.layer_map) != self.student_layers:
+            raise ValueError("layer_map must name one teacher layer per student layer")
+        if list(self.layer_map) != sorted(set(self.layer_map)):
+            raise ValueError("layer_map must be increasing teacher layer indices without repeats")
+        return self
+
+
+QUANTIZE_METHODS = ("ort_dynamic", "ort_static", "inc_dynamic", "inc_static")
+
+
+class QuantizeConfig(_Section):
+    sources: tuple[Literal["finetune", "prune_unstructured", "prune_structured", "distill"], ...] = \
+        ("finetune", "distill", "prune_structured")
+    methods: tuple[Literal[QUANTIZE_METHODS], ...] = ("ort_dynamic", "ort_static")
+    per_channel: tuple[bool, ...] = (True, False)
+    fuse: bool = Field(True, description="fuse attention/LayerNorm/GELU with onnxruntime's BERT optimizer first")
+    inc_sources: tuple[Literal["finetune", "prune_structured", "distill"], ...] = ("finetune",)
+    inc_method: Literal["dynamic", "static"] = "dynamic"
+    calibration_samples: int = Field(128, ge=1, description="training examples for static calibration")
+    max_dev_drop: float = Field(0.01, ge=0, le=1, description="accuracy-aware: a candidate may lose this much dev metric")
+    export_tolerance: float = Field(1e-3, gt=0, description="max |onnx - torch| logit difference")
+    opset: int = Field(17, ge=13)
+
+
+class GateConfig(_Section):
+    max_drop: float = Field(0.02, ge=0, le=1, description="largest metric drop from the fp32 fine-tuned model")
+    latency_budget_ms: float = Field(0.0, ge=0, description="batch-1 p50 budget; 0: none")
+    size_budget_mb: float = Field(0.0, ge=0, description="file size budget; 0: none")
+    objective: Literal["latency", "quality", "size"] = "latency"
+    split: Literal["dev", "test"] = Field("dev", description="split the quality budget is judged on")
+
+
 class EvaluateConfig(_Section):
     batch_size: int = Field(64, ge=1)
+    latency_samples: int = Field(200, ge=10, description="batch-1 calls timed per variant (test sentences)")
+    warmup: int = Field(20, ge=0, description="untimed calls before timing")
+    throughput_batch: int = Field(32, ge=1)
+    threads: int = Field(0, ge=0, description="intra-op threads for every variant; 0: all cores")
+    gate: GateConfig = GateConfig()
 
 
 class Params(_Section):
@@ -142,6 +222,9 @@ class Params(_Section):
     ingest: IngestConfig = IngestConfig()
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    prune: PruneConfig = PruneConfig()
+    distill: DistillConfig = DistillConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
 

@@ -82,9 +82,14 @@ def load_pretrained(model_class, source: str, **kwargs):
                           "the checkpoint may be truncated or corrupt") from None
 
 
-def set_threads() -> int:
-    """Use every core this process may run on; say so, since latency depends on it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(threads: int = 0) -> int:
+    """Use `threads` intra-op threads (0: every core this process may run on); say so, since
+    latency depends on it."""
+    cores = threads or available_cores()
     torch.set_num_threads(cores)
     log.info("torch intra-op threads: %d", cores)
     return cores
@@ -92,3 +97,22 @@ def set_threads() -> int:
 
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_shrunk(source: str, model_class: str, shapes: dict):
+    """A structurally pruned model: built from its config, cut to the saved shapes, then loaded,
+    since `from_pretrained` would reject weights smaller than the config says."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from tinynlp.pruning import shrink_to_shapes
+
+    check_model_dir(source)
+    config = transformers.AutoConfig.from_pretrained(source)
+    model = getattr(transformers, model_class).from_config(config)
+    shrink_to_shapes(model, shapes)
+    state = {}
+    for path in sorted(Path(source).glob("*.safetensors")):
+        state.update(load_file(path))
+    model.load_state_dict(state, strict=True)
+    return model.eval()

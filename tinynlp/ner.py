@@ -49,22 +49,25 @@ def encode(tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequenc
     return Encoded(features, window_sentence, window_words, [len(s) for s in sentences])
 
 
-def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, str]) -> list[list[str]]:
-    """Word tags from window logits: a word seen in two overlapping windows gets the sum of both;
-    a word the tokenizer dropped (no subtokens) is tagged O."""
-    n_labels = len(id2label)
+def word_logits(encoded: Encoded, logits: Sequence[np.ndarray], n_labels: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sentence: logits per word (a word seen in two overlapping windows gets the sum of
+    both) and whether the tokenizer produced any subtoken for it."""
     totals = [np.zeros((n, n_labels), dtype=np.float64) for n in encoded.words_per_sentence]
     seen = [np.zeros(n, dtype=bool) for n in encoded.words_per_sentence]
     for window, sentence in enumerate(encoded.window_sentence):
-        words = encoded.window_words[window]
         window_logits = logits[window]
-        for position, word in enumerate(words):
+        for position, word in enumerate(encoded.window_words[window]):
             if word >= 0:
                 totals[sentence][word] += window_logits[position]
                 seen[sentence][word] = True
+    return list(zip(totals, seen))
+
+
+def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, str]) -> list[list[str]]:
+    """Word tags from window logits; a word the tokenizer dropped (no subtokens) is tagged O."""
     outside = next(i for i, l in id2label.items() if l == "O")
     return [[id2label[int(np.argmax(row))] if hit else id2label[outside] for row, hit in zip(total, mask)]
-            for total, mask in zip(totals, seen)]
+            for total, mask in word_logits(encoded, logits, len(id2label))]
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:

@@ -82,7 +82,7 @@ def _clock(seconds: float) -> str:
 
 def train(model, train_features, eval_features, collator, compute_metrics: Callable | None, settings: TrainSettings, loss_fn: Callable | None = None,
           callbacks: Sequence = ()) -> TrainResult:
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -115,7 +115,7 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         log.info("resuming from checkpoint %s", last)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last)
-    history = _epoch_history(trainer.state.log_history)
+    history = _epoch_history(trainer.state.log_history, settings.metric)
     best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
     return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started,
                        int(trainer.state.num_input_tokens_seen))
@@ -167,7 +167,7 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float):
     return PipelineTrainer
 
 
-def _epoch_history(log_history: list[dict]) -> list[dict]:
+def _epoch_history(log_history: list[dict], metric: str) -> list[dict]:
     by_epoch: dict[float, dict] = {}
     for entry in log_history:
         if "epoch" not in entry:
@@ -178,4 +178,6 @@ def _epoch_history(log_history: list[dict]) -> list[dict]:
         for key, value in entry.items():
             if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second")):
                 row["dev_" + key.removeprefix("eval_")] = round(float(value), 5)
+        if "dev_" + metric in row:  # one column name whatever the task, for plots across tasks
+            row["dev_score"] = row["dev_" + metric]
     return [by_epoch[k] for k in sorted(by_epoch)]

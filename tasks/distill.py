@@ -1,0 +1,69 @@
+"""Stage `distill`: a student with fewer layers (initialised from the fine-tuned teacher's layers)
+trained by the one training routine with the distillation loss; teacher logits cached once or
+computed on the fly (params)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from tinynlp import distill, modeling
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import Params
+from tinynlp.inference import TorchRunner, predict_logits
+from tinynlp.training import train
+from tasks.common import load_model, save_model, scratch_dir, train_settings, training_data
+
+log = logging.getLogger(__name__)
+
+
+def run_distill(params: Params) -> dict:
+    cfg, paths = params.distill, params.paths
+    reports = Path(paths.reports) / "distill"
+    if not cfg.enabled:
+        return _disabled(paths.distilled, reports)
+    modeling.set_threads()
+    teacher, spec = load_model(paths.model)
+    data = training_data(params, spec, modeling.load_tokenizer(paths.model))
+    depth = len(teacher.base_model.encoder.layer)
+    layer_map = list(cfg.layer_map) or distill.evenly_spaced_layers(depth, cfg.student_layers or max(1, depth // 2))
+    student = distill.student_from_teacher(teacher, layer_map)
+    log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters), teacher logits %s",
+             len(layer_map), layer_map, modeling.parameter_count(student) / 1e6,
+             modeling.parameter_count(teacher) / 1e6, cfg.teacher_logits)
+    train_features, cache_seconds = data.train_features, 0.0
+    if cfg.teacher_logits == "cached":
+        started = time.monotonic()
+        logits = predict_logits(TorchRunner(teacher), train_features, params.evaluate.batch_size,
+                                data.tokenizer.pad_token_id)
+        train_features, cache_seconds = distill.with_teacher_logits(train_features, logits), time.monotonic() - started
+    loss_fn = distill.make_loss_fn(teacher, cfg.alpha, cfg.temperature, spec.task == "ner", cfg.hidden_loss_weight,
+                                   layer_map)
+    settings = train_settings(cfg, scratch_dir(params, "distill", paths.model), data.head.metric)
+    result = train(student, train_features, data.head.features(data.dev_encoded),
+                   distill.padding_teacher_logits(data.head.collator(data.tokenizer)), data.dev_metrics, settings,
+                   loss_fn=loss_fn)
+    with atomic_dir(paths.distilled) as staging:
+        save_model(staging, result.model, data.tokenizer, spec, params.pretrain.checkpoint)
+    shutil.rmtree(settings.output_dir, ignore_errors=True)
+    atomic_write_json(reports / "history.json", result.history)
+    metrics = {"enabled": True, f"dev_{data.head.metric}": round(result.best_metric, 5),
+               "student_layers": len(layer_map), "parameters": modeling.parameter_count(result.model),
+               "teacher_parameters": modeling.parameter_count(teacher), "epochs_run": len(result.history),
+               "train_seconds": round(result.seconds, 1), "teacher_logits_seconds": round(cache_seconds, 1)}
+    atomic_write_json(reports / "metrics.json", metrics)
+    log.info("distill: best dev %s %.4f in %.0fs (+%.0fs caching teacher logits)", data.head.metric,
+             result.best_metric, result.seconds, cache_seconds)
+    return metrics
+
+
+def _disabled(model_dir: str, reports: Path) -> dict:
+    """A disabled stage leaves no stale model behind for evaluate to pick up."""
+    shutil.rmtree(model_dir, ignore_errors=True)
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(reports / "history.json", [])
+    metrics = {"enabled": False}
+    atomic_write_json(reports / "metrics.json", metrics)
+    log.info("distill: disabled in params; no student")
+    return metrics

@@ -1,0 +1,69 @@
+"""Writing the promoted model (part of the `evaluate` stage): one well-known directory holding the
+ONNX graph, tokenizer, pipeline.json (task, labels, input settings) and a model card with the
+variant's metrics and the versions of the data and code it came from."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from tinynlp import quantization
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import Params
+from tinynlp.heads import ModelSpec
+from tinynlp.predict import MODEL_FILE
+from tasks.common import PIPELINE_FILE, load_model
+
+
+def data_version(ingested_dir: str) -> str:
+    """A digest of the validated splits the model was trained and evaluated on."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(ingested_dir).glob("*.parquet")) + [Path(ingested_dir) / "labels.json"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _card(card: dict) -> str:
+    metrics = card["metrics"]
+    lines = [f"# Model card: {card['variant']}", "",
+             f"- task: {card['task']}; labels: {', '.join(card['labels'])}",
+             f"- variant: `{card['variant']}` ({card['kind']}), promoted by the evaluate gate "
+             f"(objective: {card['gate']['objective']}, max drop {card['gate']['max_drop']} on {card['gate']['split']})",
+             f"- test score {metrics['test_score']}, dev score {metrics['dev_score']}",
+             f"- batch-1 latency p50 {metrics['latency_ms_p50']} ms, p95 {metrics['latency_ms_p95']} ms; "
+             f"throughput {metrics['throughput_per_s']}/s; {metrics['size_mb']} MB; {metrics['parameters']} parameters",
+             f"- base checkpoint: {card['base_checkpoint']}; data version {card['data_version']}; "
+             f"code version {card['code_version']}",
+             "", "Serve it with `tinynlp predict --model <this directory> \"some text\"`."]
+    return "\n".join(lines) + "\n"
+
+
+def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> None:
+    with atomic_dir(params.paths.promoted) as staging:
+        if variant.kind == "onnx":
+            shutil.copyfile(variant.location, staging / MODEL_FILE)
+        else:  # an fp32 PyTorch variant is served through ONNX too
+            model, _ = load_model(variant.location)
+            quantization.export_onnx(model, staging / MODEL_FILE, params.quantize.opset)
+        tokenizer.save_pretrained(staging)
+        base = params.pretrain.checkpoint
+        atomic_write_json(staging / PIPELINE_FILE, {**dataclasses.asdict(spec), "base_checkpoint": base,
+                                                    "variant": variant.name})
+        card = {"variant": variant.name, "kind": variant.kind, "task": spec.task, "labels": spec.labels,
+                "metrics": row, "gate": params.evaluate.gate.model_dump(), "base_checkpoint": base,
+                "data_version": data_version(params.paths.ingested), "code_version": code_version()}
+        atomic_write_json(staging / "card.json", card)
+        (staging / "README.md").write_text(_card(card), encoding="utf-8")

@@ -1,0 +1,87 @@
+"""Stage `prune`: two pruned variants of the fine-tuned model, each recovered by the one training
+routine. Unstructured: global magnitude pruning on a cubic schedule, recovery epochs after every
+step, masks made permanent. Structured: the least important attention heads and FFN neurons
+removed (matrices physically shrink, so dense CPU kernels get faster), then recovery."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from tinynlp import modeling, pruning
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import Params
+from tinynlp.training import train
+from tasks.common import TrainingData, load_model, save_model, scratch_dir, train_settings, training_data
+
+log = logging.getLogger(__name__)
+VARIANTS = ("unstructured", "structured")
+
+
+def _recover(model, data: TrainingData, params: Params, output_dir: Path):
+    """Recovery fine-tuning: the same routine and dev metric as finetune."""
+    settings = train_settings(params.prune, output_dir, data.head.metric)
+    result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
+                   data.dev_metrics, settings)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return result
+
+
+def prune_unstructured(params: Params, data: TrainingData, scratch: Path) -> tuple[object, dict]:
+    model, _ = load_model(params.paths.model)
+    cfg = params.prune.unstructured
+    history = []
+    for step, sparsity in enumerate(pruning.sparsity_schedule(cfg.target_sparsity, cfg.steps), start=1):
+        pruning.apply_global_magnitude(model, sparsity)
+        log.info("prune (unstructured) step %d/%d: sparsity %.3f, recovering", step, cfg.steps, sparsity)
+        result = _recover(model, data, params, scratch / f"unstructured-{step}")
+        history.append({"step": step, "target_sparsity": round(sparsity, 4),
+                        f"dev_{data.head.metric}": round(result.best_metric, 5), "seconds": round(result.seconds, 1)})
+    pruning.make_permanent(model)
+    report = pruning.sparsity_report(model)
+    return model, {"sparsity": round(report["sparsity"], 4), "model_sparsity": round(report["model_sparsity"], 4),
+                   f"dev_{data.head.metric}": history[-1][f"dev_{data.head.metric}"], "steps": history}
+
+
+def prune_structured(params: Params, data: TrainingData, scratch: Path) -> tuple[object, dict]:
+    model, _ = load_model(params.paths.model)
+    cfg = params.prune.structured
+    before = modeling.parameter_count(model)
+    collate = data.head.collator(data.tokenizer)
+    sample = data.train_features[: cfg.importance_samples]
+    batches = [collate(sample[i:i + params.prune.batch_size]) for i in range(0, len(sample), params.prune.batch_size)]
+    heads, neurons = pruning.importance_scores(model, batches, cfg.importance)
+    structure = pruning.select_structure(heads, neurons, cfg.heads_fraction, cfg.neurons_fraction)
+    pruning.shrink(model, structure)
+    shapes = pruning.structure_shapes(model)
+    log.info("prune (structured): %d -> %d parameters; heads per layer %s, FFN neurons per layer %s, recovering",
+             before, modeling.parameter_count(model), [l["heads"] for l in shapes["layers"]],
+             [l["intermediate_size"] for l in shapes["layers"]])
+    result = _recover(model, data, params, scratch / "structured")
+    return model, {"parameters_before": before, "parameters": modeling.parameter_count(model),
+                   f"dev_{data.head.metric}": round(result.best_metric, 5), "shapes": shapes,
+                   "seconds": round(result.seconds, 1)}
+
+
+def run_prune(params: Params) -> dict:
+    paths = params.paths
+    modeling.set_threads()
+    spec = load_model(paths.model)[1]
+    data = training_data(params, spec, modeling.load_tokenizer(paths.model))
+    scratch = scratch_dir(params, "prune", paths.model)
+    enabled = {"unstructured": params.prune.unstructured.enabled, "structured": params.prune.structured.enabled}
+    metrics = {}
+    with atomic_dir(paths.pruned) as staging:  # both variants or neither: evaluate never sees a half-written pair
+        for variant in VARIANTS:
+            if not enabled[variant]:
+                continue
+            model, metrics[variant] = (prune_unstructured if variant == "unstructured" else prune_structured)(
+                params, data, scratch)
+            shapes = metrics[variant].pop("shapes", None)
+            save_model(staging / variant, model, data.tokenizer, spec, params.pretrain.checkpoint, shapes)
+    reports = Path(paths.reports) / "prune"
+    atomic_write_json(reports / "history.json", metrics.get("unstructured", {}).pop("steps", []))
+    atomic_write_json(reports / "metrics.json", metrics)
+    log.info("prune: %s", {v: {k: m[k] for k in m if k.startswith(("dev_", "sparsity", "parameters"))}
+                           for v, m in metrics.items()})
+    return metrics

@@ -1,0 +1,164 @@
+"""Stage `quantize`: each chosen model (fine-tuned, distilled, structurally pruned) exported to ONNX,
+checked against PyTorch, fused, then quantized to INT8 by every candidate config (ONNX Runtime
+dynamic / static, per-channel / per-tensor). Accuracy-aware: the fastest candidate within
+`max_dev_drop` of the fp32 graph's dev metric is kept. Intel Neural Compressor variants are built
+alongside for the side-by-side comparison in `evaluate`."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tinynlp import modeling, quantization
+from tinynlp.atomic import atomic_dir, atomic_write_json
+from tinynlp.config import Params
+from tinynlp.heads import head_for
+from tinynlp.inference import measure_speed, pad_batch, predict_logits
+from tasks.common import load_model, load_spec, read_split
+
+log = logging.getLogger(__name__)
+SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the kept ones properly
+
+
+def source_dirs(params: Params) -> dict[str, Path]:
+    paths = params.paths
+    return {"finetune": Path(paths.model), "distill": Path(paths.distilled),
+            "prune_structured": Path(paths.pruned) / "structured",
+            "prune_unstructured": Path(paths.pruned) / "unstructured"}
+
+
+class _Selection:
+    """Dev-split scoring and quick timing of candidate graphs, shared by every source."""
+
+    def __init__(self, params: Params, tokenizer, threads: int):
+        spec = load_spec(params.paths.model)
+        self.head, self.spec, self.threads = head_for(spec.task), spec, threads
+        self.pad_id, self.batch_size = tokenizer.pad_token_id, params.evaluate.batch_size
+        self.dev = read_split(params.paths.ingested, "dev")
+        self.encoded = self.head.encode(tokenizer, self.dev, spec)
+        self.features = self.head.features(self.encoded)
+
+    def score(self, runner) -> float:
+        logits = predict_logits(runner, self.features, self.batch_size, self.pad_id)
+        return float(self.head.score(self.encoded, logits, self.dev, self.spec)[self.head.metric])
+
+    def latency(self, runner) -> float:
+        return measure_speed(runner, self.features, self.pad_id, SELECTION_LATENCY_SAMPLES, 10, 8).latency_ms_p50
+
+
+def calibration_batches(params: Params, tokenizer, batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+    """Training examples spread over the split (seeded), padded into small batches."""
+    spec = load_spec(params.paths.model)
+    head = head_for(spec.task)
+    features = head.features(head.encode(tokenizer, read_split(params.paths.ingested, "train"), spec))
+    rng = np.random.default_rng(params.finetune.seed)
+    chosen = rng.choice(len(features), size=min(params.quantize.calibration_samples, len(features)), replace=False)
+    sample = [features[i] for i in sorted(chosen)]
+    batches = [pad_batch(sample[i:i + batch_size], tokenizer.pad_token_id) for i in range(0, len(sample), batch_size)]
+    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in batches]
+
+
+def _candidates(params: Params, graph: Path, unfused: Path, directory: Path, calibration: list[dict]) -> list[dict]:
+    """Dynamic INT8 from the fused graph (ORT quantizes its fused Attention); static QDQ from the
+    unfused one, since the QDQ quantizer skips fused nodes and leaves them fp32 (a 3x larger file)."""
+    cfg = params.quantize
+    made = []
+    for method in (m for m in cfg.methods if m.startswith("ort_")):
+        for per_channel in cfg.per_channel:
+            target = directory / f"{method}-{'per_channel' if per_channel else 'per_tensor'}.onnx"
+            if method == "ort_dynamic":
+                quantization.quantize_dynamic_onnx(graph, target, per_channel=per_channel)
+            else:
+                quantization.quantize_static_onnx(unfused, target, calibration, per_channel=per_channel)
+            made.append({"method": method, "per_channel": per_channel, "file": target})
+    return made
+
+
+def quantize_source(name: str, model_dir: Path, params: Params, selection: _Selection, calibration: list[dict],
+                    staging: Path) -> tuple[list[dict], list[dict]]:
+    """The variants kept for one source model and every candidate tried (for the report)."""
+    cfg = params.quantize
+    model, _ = load_model(model_dir)
+    directory = staging / name
+    directory.mkdir(parents=True)
+    exported = quantization.export_onnx(model, directory / "fp32.onnx", cfg.opset)
+    difference = quantization.check_matches(model, exported, calibration[:4], cfg.export_tolerance)
+    graph = exported
+    if cfg.fuse:
+        graph = directory / "fp32-fused.onnx"
+        fused = quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
+        log.info("quantize %s: fused operators %s", name, fused or "none")
+        quantization.check_matches(model, graph, calibration[:4], cfg.export_tolerance)
+    reference = quantization.OnnxRunner(graph, selection.threads)
+    reference_score = selection.score(reference)
+    tried = []
+    for candidate in _candidates(params, graph, exported, directory, calibration):
+        runner = quantization.OnnxRunner(candidate["file"], selection.threads)
+        score = selection.score(runner)
+        tried.append({"source": name, "method": candidate["method"], "per_channel": candidate["per_channel"],
+                      "dev_score": round(score, 4), "dev_drop": round(reference_score - score, 4),
+                      "latency_ms_p50": selection.latency(runner), "file": candidate["file"]})
+        log.info("quantize %s %s (%s): dev %.4f (fp32 %.4f), p50 %.2f ms", name, candidate["method"],
+                 "per-channel" if candidate["per_channel"] else "per-tensor", score, reference_score,
+                 tried[-1]["latency_ms_p50"])
+    parameters = modeling.parameter_count(model)
+    kept = [{"name": f"{name}_onnx", "kind": "onnx", "file": f"{name}/{graph.name}", "source": name,
+             "method": "fp32" + ("-fused" if cfg.fuse else ""), "parameters": parameters,
+             "export_max_abs_difference": difference}] if name == "finetune" else []
+    within = [t for t in tried if t["dev_drop"] <= cfg.max_dev_drop]
+    if tried:
+        best = min(within, key=lambda t: t["latency_ms_p50"]) if within else max(tried, key=lambda t: t["dev_score"])
+        if not within:
+            log.warning("quantize %s: no INT8 candidate within %.3f of the fp32 dev metric; keeping the most "
+                        "accurate (%s) for the gate to judge", name, cfg.max_dev_drop, best["method"])
+        shutil.copyfile(best["file"], directory / "int8.onnx")
+        kept.append({"name": f"{name}_int8", "kind": "onnx", "file": f"{name}/int8.onnx", "source": name,
+                     "method": best["method"], "per_channel": best["per_channel"], "parameters": parameters})
+        for t in tried:
+            t["kept"] = t is best
+    for t in tried:
+        t["file"] = Path(t["file"]).name
+    kept_files = {Path(v["file"]).name for v in kept}
+    for path in directory.iterdir():  # candidates not kept, intermediate graphs, calibration leftovers
+        if path.name not in kept_files:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return kept, tried
+
+
+def inc_variant(name: str, model_dir: Path, params: Params, calibration: list[dict], staging: Path) -> dict:
+    model, _ = load_model(model_dir)
+    runner = quantization.inc_quantize(model, calibration, params.quantize.inc_method)
+    quantization.save_inc(runner, staging / f"{name}_inc")
+    return {"name": f"{name}_inc", "kind": "inc", "file": f"{name}_inc", "source": name,
+            "method": f"inc_{params.quantize.inc_method}", "parameters": modeling.parameter_count(model)}
+
+
+def run_quantize(params: Params) -> dict:
+    cfg, paths = params.quantize, params.paths
+    threads = modeling.set_threads(params.evaluate.threads)
+    tokenizer = modeling.load_tokenizer(paths.model)
+    selection = _Selection(params, tokenizer, threads)
+    calibration = calibration_batches(params, tokenizer)
+    available = {n: d for n, d in source_dirs(params).items() if (d / "pipeline.json").is_file()}
+    variants, tried = [], []
+    with atomic_dir(paths.quantized) as staging:
+        for name in cfg.sources:
+            if name not in available:
+                log.info("quantize: %s has no model (stage disabled?); skipped", name)
+                continue
+            kept, candidates = quantize_source(name, available[name], params, selection, calibration, staging)
+            variants += kept
+            tried += candidates
+        for name in cfg.inc_sources:
+            if name in available:
+                variants.append(inc_variant(name, available[name], params, calibration, staging))
+        atomic_write_json(staging / "variants.json", variants)
+    reports = Path(paths.reports) / "quantize"
+    atomic_write_json(reports / "candidates.json", tried)
+    metrics = {t["source"]: {"method": t["method"], "per_channel": t["per_channel"], "dev_drop": t["dev_drop"],
+                             "latency_ms_p50": t["latency_ms_p50"]} for t in tried if t.get("kept")}
+    atomic_write_json(reports / "metrics.json", metrics)
+    log.info("quantize: kept %s", ", ".join(v["name"] for v in variants))
+    return metrics

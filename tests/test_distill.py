@@ -1,0 +1,93 @@
+"""Distillation: the student keeps the requested teacher layers, the loss is the documented mix,
+cached teacher logits are padded with the batch, and the loss falls when the student trains."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tinynlp import distill, modeling
+from tinynlp.tagging import bio_labels
+
+LABELS = bio_labels(["location", "person"])
+
+
+def teacher(tiny_bert):
+    return modeling.load_classifier(str(tiny_bert), LABELS, seed=0)
+
+
+def test_evenly_spaced_layers_keep_the_top_layer():
+    assert distill.evenly_spaced_layers(6, 3) == [1, 3, 5]
+    assert distill.evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
+    assert distill.evenly_spaced_layers(2, 1) == [1]
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        distill.evenly_spaced_layers(2, 3)
+
+
+def test_student_has_the_requested_layers_copied_from_the_teacher(tiny_bert):
+    model = teacher(tiny_bert)
+    student = distill.student_from_teacher(model, [1])
+    assert len(student.base_model.encoder.layer) == 1 and student.config.num_hidden_layers == 1
+    assert len(model.base_model.encoder.layer) == 2  # the teacher is untouched
+    torch.testing.assert_close(student.base_model.encoder.layer[0].attention.self.query.weight,
+                               model.base_model.encoder.layer[1].attention.self.query.weight)
+    ids = torch.tensor([[2, 10, 11, 3]])
+    assert student(input_ids=ids).logits.shape == (1, 4, len(LABELS))
+    assert modeling.parameter_count(student) < modeling.parameter_count(model)
+
+
+def test_loss_is_the_weighted_mix_of_label_and_soft_target_terms():
+    torch.manual_seed(0)
+    student, teacher_logits = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    labels = torch.tensor([[0, 1, -100, 2, 0], [1, 1, 0, -100, 2]])
+    hard = torch.nn.functional.cross_entropy(student.reshape(-1, 3), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(distill.distillation_loss(student, teacher_logits, labels, 1.0, 2.0), hard)
+    # identical logits: nothing to learn from the teacher
+    assert distill.distillation_loss(student, student.clone(), labels, 0.0, 3.0).item() == pytest.approx(0, abs=1e-6)
+    masked = distill.distillation_loss(student, teacher_logits, None, 0.0, 2.0, mask=torch.zeros(2, 5))
+    assert torch.isnan(masked) or masked.item() == 0  # no real positions, no signal
+
+
+def test_cached_teacher_logits_are_padded_to_the_batch(tiny_bert):
+    tokenizer = modeling.load_tokenizer(str(tiny_bert))
+    from transformers import DataCollatorForTokenClassification
+
+    collate = distill.padding_teacher_logits(DataCollatorForTokenClassification(tokenizer))
+    features = distill.with_teacher_logits(
+        [{"input_ids": [2, 10, 3], "attention_mask": [1, 1, 1], "labels": [-100, 0, -100]},
+         {"input_ids": [2, 10, 11, 12, 3], "attention_mask": [1] * 5, "labels": [-100, 0, 1, 0, -100]}],
+        [np.ones((3, 5)), np.full((5, 5), 2.0)])
+    batch = collate(features)
+    assert batch[distill.TEACHER_LOGITS].shape == (2, 5, 5)
+    assert batch[distill.TEACHER_LOGITS][0, 3:].abs().sum() == 0 and batch[distill.TEACHER_LOGITS][1, 4, 0] == 2
+
+
+def test_distillation_loss_falls_and_cached_equals_on_the_fly(tiny_bert):
+    model = teacher(tiny_bert)
+    student = distill.student_from_teacher(model, [1])
+    torch.manual_seed(0)
+    batch = {"input_ids": torch.randint(5, 40, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long),
+             "labels": torch.randint(0, len(LABELS), (4, 7))}
+    loss_fn = distill.make_loss_fn(model, alpha=0.5, temperature=2.0, token_level=True)
+    with torch.no_grad():
+        cached = {**batch, distill.TEACHER_LOGITS: model(input_ids=batch["input_ids"]).logits}
+    torch.testing.assert_close(loss_fn(student, batch)[0], loss_fn(student, cached)[0])
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-2)
+    student.train()
+    losses = []
+    for _ in range(20):
+        loss, _ = loss_fn(student, cached)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]  # the labels are random: CE has a floor
+
+
+def test_hidden_state_loss_is_zero_for_the_copied_layers_at_start(tiny_bert):
+    model = teacher(tiny_bert).eval()
+    student = distill.student_from_teacher(model, [0]).eval()  # the first layer sees the same input
+    ids, mask = torch.tensor([[2, 10, 11, 3]]), torch.ones(1, 4, dtype=torch.long)
+    s = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    t = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert distill.hidden_state_loss(s, t, [0], mask).item() == pytest.approx(0, abs=1e-10)

@@ -1,0 +1,118 @@
+"""Knowledge distillation: a shallower student initialised from the teacher's layers, trained on
+α·CE(labels) + (1−α)·T²·KL(teacher ‖ student) over temperature-softened logits (Hinton et al.)."""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+TEACHER_LOGITS = "teacher_logits"
+
+
+def evenly_spaced_layers(teacher_layers: int, student_layers: int) -> list[int]:
+    """Which teacher layers a student keeps: spread out and always including the top one, whose
+    output the classifier head was trained on (6 -> 3 keeps 1, 3, 5)."""
+    if not 1 <= student_layers <= teacher_layers:
+        raise ValueError(f"student layers must be between 1 and {teacher_layers}, got {student_layers}")
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+def student_from_teacher(teacher: torch.nn.Module, layer_map: Sequence[int]) -> torch.nn.Module:
+    """A copy of the teacher keeping only the mapped encoder layers (embeddings and head shared
+    by copy), so the student starts close to the teacher instead of from scratch."""
+    student = copy.deepcopy(teacher)
+    encoder = student.base_model.encoder
+    layers = list(teacher.base_model.encoder.layer)
+    if max(layer_map) >= len(layers):
+        raise ValueError(f"layer_map {list(layer_map)} names a layer the {len(layers)}-layer teacher lacks")
+    encoder.layer = torch.nn.ModuleList(copy.deepcopy(layers[i]) for i in layer_map)
+    for index, layer in enumerate(encoder.layer):  # attention caches are keyed by position
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = index
+    student.config.num_hidden_layers = len(layer_map)
+    return student
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                      alpha: float, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """α·CE on the labels plus (1−α)·T²·KL on the soft targets; T² keeps the soft-target gradients
+    on the same scale whatever the temperature. `mask` picks the real (non-padding) positions of
+    token-level logits; the teacher's view of every real token is signal, labelled or not."""
+    classes = student_logits.shape[-1]
+    student_flat, teacher_flat = student_logits.reshape(-1, classes), teacher_logits.reshape(-1, classes)
+    if mask is not None:
+        keep = mask.reshape(-1).bool()
+        student_flat, teacher_flat = student_flat[keep], teacher_flat[keep]
+    soft = F.kl_div(F.log_softmax(student_flat / temperature, dim=-1), F.softmax(teacher_flat / temperature, dim=-1),
+                    reduction="batchmean") * temperature ** 2
+    if labels is None or alpha == 0:
+        return (1 - alpha) * soft
+    hard = F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), ignore_index=IGNORE)
+    return alpha * hard + (1 - alpha) * soft
+
+
+def hidden_state_loss(student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor],
+                      layer_map: Sequence[int], mask: torch.Tensor) -> torch.Tensor:
+    """MSE between each student layer's output and the teacher layer it was copied from."""
+    weights = mask.unsqueeze(-1).float()
+    losses = [(((student_hidden[i + 1] - teacher_hidden[t + 1]) ** 2) * weights).sum() / weights.sum().clamp(min=1)
+              / student_hidden[i + 1].shape[-1] for i, t in enumerate(layer_map)]
+    return torch.stack(losses).mean()
+
+
+def make_loss_fn(teacher: torch.nn.Module, alpha: float, temperature: float, token_level: bool,
+                 hidden_weight: float = 0.0, layer_map: Sequence[int] = ()) -> Callable:
+    """The `loss_fn(model, inputs) -> (loss, outputs)` the training routine takes. Teacher logits come
+    from the batch when cached; otherwise (and always for dev batches) the teacher runs here."""
+    teacher.eval()
+
+    def loss_fn(model, inputs):
+        inputs = dict(inputs)
+        labels, cached = inputs.pop("labels", None), inputs.pop(TEACHER_LOGITS, None)
+        need_hidden = hidden_weight > 0
+        outputs = model(**inputs, output_hidden_states=need_hidden)
+        teacher_out = None
+        if cached is None or need_hidden:
+            with torch.no_grad():
+                teacher_out = teacher(**inputs, output_hidden_states=need_hidden)
+        target = cached if cached is not None else teacher_out.logits
+        mask = inputs["attention_mask"] if token_level else None
+        loss = distillation_loss(outputs.logits, target, labels, alpha, temperature, mask)
+        if need_hidden:
+            loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, teacher_out.hidden_states,
+                                                            layer_map, inputs["attention_mask"])
+        return loss, outputs
+
+    return loss_fn
+
+
+def with_teacher_logits(features: list[dict], logits: Sequence[np.ndarray]) -> list[dict]:
+    """Training features carrying the teacher's (unpadded) logits, computed once."""
+    return [{**f, TEACHER_LOGITS: np.asarray(l, dtype=np.float32)} for f, l in zip(features, logits)]
+
+
+def padding_teacher_logits(collator: Callable) -> Callable:
+    """Wrap a collator so cached teacher logits are padded to the batch's sequence length."""
+
+    def collate(features: list[dict]):
+        cached = [f.get(TEACHER_LOGITS) for f in features]
+        batch = collator([{k: v for k, v in f.items() if k != TEACHER_LOGITS} for f in features])
+        if cached[0] is None:
+            return batch
+        arrays = [np.asarray(c, dtype=np.float32) for c in cached]
+        if arrays[0].ndim == 1:  # sequence classification: one row of logits per example
+            batch[TEACHER_LOGITS] = torch.from_numpy(np.stack(arrays))
+            return batch
+        length, classes = batch["input_ids"].shape[1], arrays[0].shape[-1]
+        padded = np.zeros((len(arrays), length, classes), dtype=np.float32)
+        for row, array in enumerate(arrays):
+            padded[row, : len(array)] = array
+        batch[TEACHER_LOGITS] = torch.from_numpy(padded)
+        return batch
+
+    return collate

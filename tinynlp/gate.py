@@ -1,0 +1,55 @@
+"""The promotion gate: every evaluated variant is checked against budgets (quality drop from the
+reference model, latency, size), and the best one that passes is promoted. Each refusal says why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_drop: float            # largest allowed drop of the gated metric below the reference
+    latency_budget_ms: float   # batch-1 p50; 0 disables
+    size_budget_mb: float      # 0 disables
+    objective: str             # latency | quality | size: how passing variants are ranked
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    passed: bool
+    reasons: tuple[str, ...]   # why it was refused (empty when it passed)
+
+
+def check(row: dict, reference_score: float, metric: str, budget: Budget) -> Decision:
+    """`row` holds the variant's name, `metric`, latency_ms_p50, size_mb and `promotable`."""
+    reasons = []
+    drop = reference_score - row[metric]
+    if drop > budget.max_drop + 1e-12:
+        reasons.append(f"{metric} {row[metric]:.4f} is {drop:.4f} below the reference (max drop {budget.max_drop})")
+    if budget.latency_budget_ms and row["latency_ms_p50"] > budget.latency_budget_ms:
+        reasons.append(f"p50 latency {row['latency_ms_p50']:.2f} ms over the {budget.latency_budget_ms} ms budget")
+    if budget.size_budget_mb and row["size_mb"] > budget.size_budget_mb:
+        reasons.append(f"size {row['size_mb']:.1f} MB over the {budget.size_budget_mb} MB budget")
+    if not row.get("promotable", True):
+        reasons.append(row.get("not_promotable_because", "cannot be exported for serving"))
+    return Decision(row["name"], not reasons, tuple(reasons))
+
+
+_RANKING = {
+    "latency": lambda row, metric: (row["latency_ms_p50"], -row[metric]),
+    "quality": lambda row, metric: (-row[metric], row["latency_ms_p50"]),
+    "size": lambda row, metric: (row["size_mb"], -row[metric]),
+}
+
+
+def choose(rows: list[dict], reference: str, metric: str, budget: Budget) -> tuple[str | None, list[Decision]]:
+    """The variant to promote (None when nothing passes) and the decision on every variant."""
+    by_name = {row["name"]: row for row in rows}
+    if reference not in by_name:
+        raise ValueError(f"the reference variant '{reference}' was not evaluated")
+    reference_score = by_name[reference][metric]
+    decisions = [check(row, reference_score, metric, budget) for row in rows]
+    passing = [by_name[d.name] for d in decisions if d.passed]
+    if not passing:
+        return None, decisions
+    return min(passing, key=lambda row: _RANKING[budget.objective](row, metric))["name"], decisions

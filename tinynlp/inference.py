@@ -1,0 +1,81 @@
+"""Running any model variant the same way: a runner maps (input_ids, attention_mask) numpy arrays
+to logits, whether it wraps PyTorch, ONNX Runtime or a compiled INC model. Predictions, latency
+and throughput are measured through that one interface so variants compare fairly."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class TorchRunner:
+    """A PyTorch model as a runner (eval mode, no autograd)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model.eval()
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
+                              ).logits.float().numpy()
+
+
+def pad_batch(features: Sequence[dict], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int64 input_ids and attention_mask for a list of features."""
+    length = max(len(f["input_ids"]) for f in features)
+    ids = np.full((len(features), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(features), length), dtype=np.int64)
+    for row, feature in enumerate(features):
+        ids[row, : len(feature["input_ids"])] = feature["input_ids"]
+        mask[row, : len(feature["input_ids"])] = 1
+    return ids, mask
+
+
+def predict_logits(runner: Runner, features: Sequence[dict], batch_size: int, pad_id: int) -> list[np.ndarray]:
+    """Logits per example (per window for NER), unpadded. Batches are formed by length so little
+    compute goes to padding; results come back in input order."""
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    out: list[np.ndarray | None] = [None] * len(features)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        logits = runner(*pad_batch([features[i] for i in chunk], pad_id))
+        for row, index in enumerate(chunk):
+            out[index] = logits[row, : len(features[index]["input_ids"])] if logits.ndim == 3 else logits[row]
+    return out
+
+
+@dataclass(frozen=True)
+class Speed:
+    latency_ms_p50: float      # batch 1, per call
+    latency_ms_p95: float
+    throughput_per_s: float    # examples per second at the throughput batch size
+
+
+def measure_speed(runner: Runner, features: Sequence[dict], pad_id: int, samples: int, warmup: int,
+                  throughput_batch: int) -> Speed:
+    """Batch-1 latency over the first `samples` examples (warm-up calls untimed), and throughput over
+    the same examples in full batches in their given order, padding included, as a server would see them."""
+    chosen = [features[i % len(features)] for i in range(samples)]
+    batched = chosen[: max(throughput_batch, len(chosen) // throughput_batch * throughput_batch)]
+    for feature in chosen[:warmup]:
+        runner(*pad_batch([feature], pad_id))
+    timings = []
+    for feature in chosen:
+        ids, mask = pad_batch([feature], pad_id)
+        started = time.perf_counter()
+        runner(ids, mask)
+        timings.append(time.perf_counter() - started)
+    batches = [pad_batch(batched[i:i + throughput_batch], pad_id) for i in range(0, len(batched), throughput_batch)]
+    runner(*batches[0])  # warm-up at the batch shape
+    started = time.perf_counter()
+    for ids, mask in batches:
+        runner(ids, mask)
+    elapsed = time.perf_counter() - started
+    milliseconds = np.asarray(timings) * 1000
+    return Speed(round(float(np.percentile(milliseconds, 50)), 3), round(float(np.percentile(milliseconds, 95)), 3),
+                 round(len(batched) / elapsed, 1))

@@ -1,0 +1,100 @@
+"""Serving the promoted model: ONNX weights + tokenizer + pipeline.json in one directory, turned
+into entities (NER) or labels (classification) with scores for raw text."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tinynlp import ner, textclf
+from tinynlp.errors import ConfigError
+from tinynlp.inference import predict_logits
+
+# Words for NER input: URLs, @mentions and #hashtags stay whole; punctuation stands alone, as in
+# CoNLL-style training data.
+WORD = re.compile(r"https?://\S+|[@#]?\w+(?:['’\-]\w+)*|[^\w\s]")
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Entity:
+    text: str
+    type: str
+    start: int        # word index (inclusive)
+    end: int          # word index (exclusive)
+    score: float      # mean probability of the entity's word tags
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def split_words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def entities_of(words: Sequence[str], tags: Sequence[str], probabilities: np.ndarray) -> list[Entity]:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [Entity(" ".join(words[start:end + 1]), kind, start, end + 1,
+                   round(float(probabilities[start:end + 1].mean()), 4))
+            for kind, start, end in get_entities(list(tags))]
+
+
+class Predictor:
+    """Loads a promoted model directory once; `predict` takes raw texts."""
+
+    def __init__(self, model_dir: str | Path, threads: int = 0, batch_size: int = 32):
+        from transformers import AutoTokenizer
+
+        from tinynlp.modeling import available_cores
+        from tinynlp.quantization import OnnxRunner
+
+        directory = Path(model_dir)
+        meta_path = directory / "pipeline.json"
+        if not (directory / MODEL_FILE).is_file() or not meta_path.is_file():
+            raise ConfigError(f"{directory}: not a promoted model (needs {MODEL_FILE} and pipeline.json); "
+                              "run the pipeline first (dvc repro)")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.labels = list(self.meta["labels"])
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        self.runner = OnnxRunner(directory / MODEL_FILE, threads or available_cores())
+        self.batch_size = batch_size
+
+    def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
+        if self.meta["task"] == "ner":
+            return self._entities([split_words(t) for t in texts])
+        return self._labels(texts)
+
+    def _entities(self, sentences: list[list[str]]) -> list[list[Entity]]:
+        encoded = ner.encode(self.tokenizer, sentences, None, {l: i for i, l in enumerate(self.labels)},
+                             self.meta["max_length"], self.meta["stride"])
+        logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
+        results = []
+        for words, (totals, seen) in zip(sentences, ner.word_logits(encoded, logits, len(self.labels))):
+            probabilities = softmax(totals)
+            tags = [self.labels[int(np.argmax(p))] if hit else "O" for p, hit in zip(probabilities, seen)]
+            results.append(entities_of(words, tags, probabilities.max(axis=-1)))
+        return results
+
+    def _labels(self, texts: Sequence[str]) -> list[Label]:
+        encoded = textclf.encode(self.tokenizer, texts, None, {}, self.meta["max_length"])
+        logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
+        results = []
+        for row in softmax(np.stack(logits)):
+            best = int(np.argmax(row))
+            results.append(Label(self.labels[best], round(float(row[best]), 4),
+                                 {l: round(float(p), 4) for l, p in zip(self.labels, row)}))
+        return results
