@@ -105,16 +105,37 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
     assert states == states_of("all")
 
 
+def check_compression_outputs(workspace: Path) -> None:
+    """Every variant evaluated, structured pruning really shrank, the promoted model serves."""
+    metrics = evaluate_metrics(workspace)
+    assert {"finetune", "prune_unstructured", "prune_structured", "distill", "finetune_onnx", "finetune_int8",
+            "distill_int8", "prune_structured_int8"} <= set(metrics["variants"])
+    shapes = json.loads((workspace / "models/prune/structured/pipeline.json").read_text())["encoder_shapes"]
+    assert [layer["intermediate_size"] for layer in shapes["layers"]] == [32, 32]  # half of 64 removed
+    pruned = json.loads((workspace / "reports/prune/metrics.json").read_text())
+    assert pruned["unstructured"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert pruned["structured"]["parameters"] < pruned["structured"]["parameters_before"]
+    card = json.loads((workspace / "models/promoted/card.json").read_text())
+    assert card["variant"] == metrics["promoted"] and card["data_version"]
+    assert (workspace / "models/promoted/model.onnx").is_file()
+    out = run([sys.executable, "-m", "flows.cli", "predict", "--model", "models/promoted", "--json",
+               "Alice lives in Paris ."], workspace).stdout
+    assert isinstance(json.loads(out)["entities"], list)
+    table = (workspace / "reports/evaluate/metrics.md").read_text()
+    assert "Promoted: **" in table and "prune_structured_int8" in table
+
+
 def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     run(DVC + ["repro"], workspace)
+    check_compression_outputs(workspace)
     set_param(workspace, "evaluate", "batch_size", 2)
     out = run(DVC + ["repro"], workspace).stdout
     for stage in STAGES[:-1]:
         assert f"Stage '{stage}' didn't change" in out
     assert "Running stage 'evaluate'" in out
     shown = run(DVC + ["metrics", "show", "--json"], workspace).stdout
-    assert "test_entity_f1" in shown
+    assert "test_entity_f1" in shown and "latency_ms_p50" in shown
     plots = json.loads(run(DVC + ["plots", "show", "--json"], workspace).stdout)
     assert not plots.get("errors"), plots.get("errors")
     rendered = set(plots["data"])  # {"data": {plot id: [rendered definitions]}}
@@ -165,3 +186,4 @@ def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, pref
     with pytest.raises(Exception, match="another pipeline run is in progress"):
         state.result()
     assert not (workspace / "data/ingest").exists()
+
