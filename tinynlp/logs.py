@@ -30,3 +30,15 @@ def quiet_libraries() -> None:
         datasets.disable_progress_bars()
     for noisy in ("great_expectations", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Known-harmless warnings: torchao's optional CUDA kernels and Triton are absent on CPU, and ORT's
+    # attention fusion compares a pruned model's narrower attention width with the hidden size.
+    for harmless in ("torchao", "fusion_attention"):
+        logging.getLogger(harmless).setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_ort_preprocessing_advice)
+
+
+def _not_ort_preprocessing_advice(record: logging.LogRecord) -> bool:
+    # onnxruntime's quantizers log this advice through the root logger on every call, whatever the
+    # graph; it repeats per candidate and says nothing about our run
+    return not record.getMessage().startswith("Please consider to run pre-processing before quantization")
