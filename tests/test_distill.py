@@ -91,3 +91,14 @@ def test_hidden_state_loss_is_zero_for_the_copied_layers_at_start(tiny_bert):
     s = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     t = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     assert distill.hidden_state_loss(s, t, [0], mask).item() == pytest.approx(0, abs=1e-10)
+
+
+def test_hidden_state_loss_path_returns_logits_only(tiny_bert):
+    """The training routine's evaluation takes every output tensor as a prediction."""
+    model = teacher(tiny_bert)
+    student = distill.student_from_teacher(model, [1])
+    batch = {"input_ids": torch.randint(5, 40, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long),
+             "labels": torch.randint(0, len(LABELS), (2, 6))}
+    loss_fn = distill.make_loss_fn(model, 0.5, 2.0, token_level=True, hidden_weight=1.0, layer_map=[1])
+    loss, outputs = loss_fn(student, batch)
+    assert loss.requires_grad and outputs.hidden_states is None and len(outputs.to_tuple()) == 1

@@ -86,6 +86,8 @@ def make_loss_fn(teacher: torch.nn.Module, alpha: float, temperature: float, tok
         if need_hidden:
             loss = loss + hidden_weight * hidden_state_loss(outputs.hidden_states, teacher_out.hidden_states,
                                                             layer_map, inputs["attention_mask"])
+            # evaluation reads every tensor in the outputs as a prediction: hand back the logits only
+            outputs = type(outputs)(logits=outputs.logits)
         return loss, outputs
 
     return loss_fn
