@@ -54,10 +54,12 @@ class TrainingData:
         return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
-def training_data(params: Params, spec: ModelSpec, tokenizer) -> TrainingData:
+def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples: int = 0) -> TrainingData:
+    """`max_train_samples` > 0 caps the training rows (compression stages on big corpora);
+    otherwise finetune's own limit applies."""
     cfg = params.finetune
     head = head_for(spec.task)
-    train_split = read_split(params.paths.ingested, "train", cfg.max_train_samples)
+    train_split = read_split(params.paths.ingested, "train", max_train_samples or cfg.max_train_samples)
     dev_split = read_split(params.paths.ingested, "dev", cfg.max_eval_samples)
     return TrainingData(head, spec, tokenizer, head.features(head.encode(tokenizer, train_split, spec)),
                         head.encode(tokenizer, dev_split, spec), dev_split)

@@ -25,7 +25,7 @@ def run_distill(params: Params) -> dict:
         return _disabled(paths.distilled, reports)
     modeling.set_threads()
     teacher, spec = load_model(paths.model)
-    data = training_data(params, spec, modeling.load_tokenizer(paths.model))
+    data = training_data(params, spec, modeling.load_tokenizer(paths.model), params.distill.max_train_samples)
     depth = len(teacher.base_model.encoder.layer)
     layer_map = list(cfg.layer_map) or distill.evenly_spaced_layers(depth, cfg.student_layers or max(1, depth // 2))
     student = distill.student_from_teacher(teacher, layer_map)

@@ -67,7 +67,7 @@ def run_prune(params: Params) -> dict:
     paths = params.paths
     modeling.set_threads()
     spec = load_model(paths.model)[1]
-    data = training_data(params, spec, modeling.load_tokenizer(paths.model))
+    data = training_data(params, spec, modeling.load_tokenizer(paths.model), params.prune.max_train_samples)
     scratch = scratch_dir(params, "prune", paths.model)
     enabled = {"unstructured": params.prune.unstructured.enabled, "structured": params.prune.structured.enabled}
     metrics = {}

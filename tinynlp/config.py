@@ -156,7 +156,11 @@ class StructuredPruneConfig(_Section):
     importance_samples: int = Field(256, ge=1, description="training examples scored for importance")
 
 
-class PruneConfig(_TrainingSection):
+class _CompressionTraining(_TrainingSection):
+    max_train_samples: int = Field(0, ge=0, description="0: the training rows finetune used")
+
+
+class PruneConfig(_CompressionTraining):
     """Recovery fine-tuning after each pruning step uses the optimiser fields (epochs per step)."""
 
     epochs: int = Field(1, ge=1)
@@ -165,7 +169,7 @@ class PruneConfig(_TrainingSection):
     structured: StructuredPruneConfig = StructuredPruneConfig()
 
 
-class DistillConfig(_TrainingSection):
+class DistillConfig(_CompressionTraining):
     enabled: bool = True
     student_layers: int = Field(0, ge=0, description="0: half the teacher's layers")
     layer_map: tuple[int, ...] = Field((), description="teacher layers copied into the student; empty: evenly spaced")
