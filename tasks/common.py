@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 PIPELINE_FILE = "pipeline.json"  # how the saved model expects its inputs (read by evaluate/predict)
 
 
+def stage_models(params: Params) -> dict[str, Path]:
+    """The PyTorch model directory each training stage writes, by variant name, in report order."""
+    paths = params.paths
+    return {"finetune": Path(paths.model), "prune_unstructured": Path(paths.pruned) / "unstructured",
+            "prune_structured": Path(paths.pruned) / "structured", "distill": Path(paths.distilled)}
+
+
 def read_labels(ingested_dir: str) -> tuple[str, list[str]]:
     meta = json.loads((Path(ingested_dir) / "labels.json").read_text(encoding="utf-8"))
     return meta["task"], list(meta["labels"])

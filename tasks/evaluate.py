@@ -16,7 +16,7 @@ from tinynlp.config import Params
 from tinynlp.heads import head_for
 from tinynlp.inference import TorchRunner, measure_speed, predict_logits
 from tinynlp.reporting import markdown_table, metrics_table
-from tasks.common import load_model, load_spec, read_split
+from tasks.common import load_model, load_spec, read_split, stage_models
 from tasks.promote import promote
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class Variant:
     name: str
     kind: str                      # torch | onnx | inc
     location: Path                 # model directory (torch, inc) or .onnx file
+    source: Path                   # the PyTorch model directory it was made from
     parameters: int
     size_mb: float
     load: Callable                 # (threads, for_timing) -> runner
@@ -35,16 +36,13 @@ class Variant:
 
 def torch_variants(params: Params) -> list[Variant]:
     """The PyTorch models the training stages wrote (disabled stages write none)."""
-    paths = params.paths
-    candidates = {"finetune": Path(paths.model), "prune_unstructured": Path(paths.pruned) / "unstructured",
-                  "prune_structured": Path(paths.pruned) / "structured", "distill": Path(paths.distilled)}
     variants = []
-    for name, directory in candidates.items():
+    for name, directory in stage_models(params).items():
         if not (directory / "pipeline.json").is_file():
             continue
         model, _ = load_model(directory)
         size = sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2 ** 20
-        variants.append(Variant(name, "torch", directory, modeling.parameter_count(model), round(size, 2),
+        variants.append(Variant(name, "torch", directory, directory, modeling.parameter_count(model), round(size, 2),
                                 lambda threads, for_timing, model=model: TorchRunner(model)))
     return variants
 
@@ -54,7 +52,7 @@ def quantized_variants(params: Params) -> list[Variant]:
     index = Path(params.paths.quantized) / "variants.json"
     if not index.is_file():
         return []
-    variants = []
+    variants, sources = [], stage_models(params)
     for entry in json.loads(index.read_text(encoding="utf-8")):
         location = Path(params.paths.quantized) / entry["file"]
         if entry["kind"] == "onnx":
@@ -62,7 +60,7 @@ def quantized_variants(params: Params) -> list[Variant]:
         else:  # compiling costs seconds per input shape: only the timed runner pays it (same INT8 program)
             load = lambda threads, for_timing, location=location: quantization.load_inc(location, threads,
                                                                                        compile=for_timing)
-        variants.append(Variant(entry["name"], entry["kind"], location, entry["parameters"],
+        variants.append(Variant(entry["name"], entry["kind"], location, sources[entry["source"]], entry["parameters"],
                                 round(quantization.file_size_mb(location), 2), load))
     return variants
 

@@ -2,6 +2,7 @@
 validated splits (Parquet) and the label set, atomically and only when every rule passes."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ def label_set(cfg: IngestConfig, train) -> list[str]:
 
 
 def _frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
-    overlap_texts = None if split == "train" else train_texts
+    overlap_texts = None if split.startswith("train") else train_texts
     if cfg.task == "ner":
         return (validation.ner_frames(location, data, labels),
                 validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
@@ -49,7 +50,7 @@ def _texts(data, task: str) -> list[str]:
     return [" ".join(s.tokens) for s in data] if task == "ner" else data["text"].dropna().astype(str).tolist()
 
 
-def _table(data, task: str) -> pa.Table:
+def records_table(data, task: str) -> pa.Table:
     if task == "ner":
         return pa.table({"tokens": [s.tokens for s in data], "tags": [s.tags for s in data],
                          "line": [s.line for s in data]})
@@ -64,29 +65,60 @@ def _split_stats(data, task: str) -> dict:
     return {"rows": len(data), "classes": int(data["label"].nunique())}
 
 
+def batch_files(batches_dir: str | Path, part: str) -> list[Path]:
+    """The `part` file ("train" or "holdout") of every accepted retraining batch, oldest first
+    (batch folders are named <UTC time>-<digest>)."""
+    return sorted(Path(batches_dir).glob(f"*/{part}.*"))
+
+
+def _concat(parts: list, task: str):
+    if task == "ner":
+        return [sentence for part in parts for sentence in part]
+    import pandas as pd
+
+    return pd.concat(parts, ignore_index=True)
+
+
+def validate_batch(location: str | Path, params: Params, docs_dir: str | Path):
+    """A retraining batch read and checked with the training split's rules and the current label
+    set (a malformed batch is rejected here, before any drift test); its records on success."""
+    cfg = params.ingest
+    data = read_split(str(location), cfg)
+    labels = json.loads((Path(params.paths.ingested) / "labels.json").read_text(encoding="utf-8"))["labels"]
+    outcome = validation.run_suites({"batch": _frames_and_rules("train", str(location), data, labels, None, cfg)},
+                                    docs_dir)
+    validation.raise_for(outcome)
+    return data
+
+
 def run_ingest(params: Params) -> dict:
     cfg, paths = params.ingest, params.paths
-    raw = {split: read_split(location, cfg) for split, location in paths.raw_splits().items()}
+    # accepted retraining batches join train; each is validated as its own file so errors name it
+    batches = {f"train_{f.parent.name}": str(f) for f in batch_files(paths.batches, "train")}
+    locations = {**paths.raw_splits(), **batches}
+    raw = {name: read_split(location, cfg) for name, location in locations.items()}
     labels = label_set(cfg, raw["train"])
-    train_texts = _texts(raw["train"], cfg.task)
-    checks = {split: _frames_and_rules(split, paths.raw_splits()[split], raw[split], labels, train_texts, cfg)
-              for split in SPLITS}
+    train_texts = [text for name in ("train", *batches) for text in _texts(raw[name], cfg.task)]
+    checks = {name: _frames_and_rules(name, location, raw[name], labels, train_texts, cfg)
+              for name, location in locations.items()}
     reports = Path(paths.reports) / "ingest"
     with tempfile.TemporaryDirectory(prefix=".ingest-docs-", dir=_ensure(reports.parent)) as scratch:
         outcome = validation.run_suites(checks, Path(scratch) / "data_docs")
         if outcome.violations:
             _keep_failure_report(Path(scratch) / "data_docs", outcome, Path(paths.reports) / "failed" / "ingest")
             validation.raise_for(outcome)
+        raw["train"] = _concat([raw[name] for name in ("train", *batches)], cfg.task)
         stats = {split: _split_stats(raw[split], cfg.task) for split in SPLITS}
         with atomic_dir(paths.ingested) as staging:
             for split in SPLITS:
-                pq.write_table(_table(raw[split], cfg.task), staging / f"{split}.parquet")
+                pq.write_table(records_table(raw[split], cfg.task), staging / f"{split}.parquet")
             atomic_write_json(staging / "labels.json", {"task": cfg.task, "labels": labels})
         with atomic_dir(reports / "data_docs") as docs:
             shutil.copytree(Path(scratch) / "data_docs", docs, dirs_exist_ok=True)
     atomic_write_json(reports / "validation.json", {"task": cfg.task, "labels": labels, "splits": stats,
                                                     "validation": outcome.summary})
-    metrics = {"labels": len(labels), **{f"{split}_{k}": v for split in SPLITS for k, v in stats[split].items()}}
+    metrics = {"labels": len(labels), "batches": len(batches),
+               **{f"{split}_{k}": v for split in SPLITS for k, v in stats[split].items()}}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("ingest: %s validated; %d labels; %s", ", ".join(SPLITS), len(labels),
              "; ".join(f"{k}: {v}" for k, v in stats.items()))

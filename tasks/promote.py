@@ -16,6 +16,8 @@ from tinynlp.heads import ModelSpec
 from tinynlp.predict import MODEL_FILE
 from tasks.common import PIPELINE_FILE, load_model
 
+ENCODER_FILE = "encoder.onnx"   # mean-pooled encoder of the promoted model (drift embeddings)
+
 
 def data_version(ingested_dir: str) -> str:
     """A digest of the validated splits the model was trained and evaluated on."""
@@ -51,13 +53,22 @@ def _card(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_encoder(model, directory: Path, opset: int) -> None:
+    """The promoted model's own encoder, mean-pooled, for the drift tests' embeddings; INT8 like the
+    served graph (a quarter of the size; reference and new data go through the same encoder)."""
+    fp32 = quantization.export_encoder_onnx(model, directory / "encoder-fp32.onnx", opset)
+    quantization.quantize_dynamic_onnx(fp32, directory / ENCODER_FILE, per_channel=True)
+    fp32.unlink()
+
+
 def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> None:
     with atomic_dir(params.paths.promoted) as staging:
+        source, _ = load_model(variant.source)
         if variant.kind == "onnx":
             shutil.copyfile(variant.location, staging / MODEL_FILE)
         else:  # an fp32 PyTorch variant is served through ONNX too
-            model, _ = load_model(variant.location)
-            quantization.export_onnx(model, staging / MODEL_FILE, params.quantize.opset)
+            quantization.export_onnx(source, staging / MODEL_FILE, params.quantize.opset)
+        _write_encoder(source, staging, params.quantize.opset)
         tokenizer.save_pretrained(staging)
         base = params.pretrain.checkpoint
         atomic_write_json(staging / PIPELINE_FILE, {**dataclasses.asdict(spec), "base_checkpoint": base,

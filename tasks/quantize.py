@@ -16,17 +16,10 @@ from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import head_for
 from tinynlp.inference import measure_speed, pad_batch, predict_logits
-from tasks.common import load_model, load_spec, read_split
+from tasks.common import load_model, load_spec, read_split, stage_models
 
 log = logging.getLogger(__name__)
 SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the kept ones properly
-
-
-def source_dirs(params: Params) -> dict[str, Path]:
-    paths = params.paths
-    return {"finetune": Path(paths.model), "distill": Path(paths.distilled),
-            "prune_structured": Path(paths.pruned) / "structured",
-            "prune_unstructured": Path(paths.pruned) / "unstructured"}
 
 
 class _Selection:
@@ -141,7 +134,7 @@ def run_quantize(params: Params) -> dict:
     tokenizer = modeling.load_tokenizer(paths.model)
     selection = _Selection(params, tokenizer, threads)
     calibration = calibration_batches(params, tokenizer)
-    available = {n: d for n, d in source_dirs(params).items() if (d / "pipeline.json").is_file()}
+    available = {n: d for n, d in stage_models(params).items() if (d / "pipeline.json").is_file()}
     variants, tried = [], []
     with atomic_dir(paths.quantized) as staging:
         for name in cfg.sources:

@@ -67,6 +67,15 @@ def build_tiny_bert(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prefect_backend():
+    """Prefect's real API on a temporary SQLite database, shared by every test that runs a flow."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
@@ -127,6 +136,8 @@ def make_workspace(path: Path, model_dir: Path) -> Path:
             shutil.copytree(source, path / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, path / item)
+    (path / "data/batches").mkdir(parents=True)
+    shutil.copy(ROOT / "data/batches/README.md", path / "data/batches/README.md")
     write_conll(path / "data/raw/train.conll", TRAIN)
     write_conll(path / "data/raw/dev.conll", DEV)
     write_conll(path / "data/raw/test.conll", TEST)

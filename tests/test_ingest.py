@@ -113,6 +113,22 @@ def test_non_utf8_leaves_artifacts(good_run):
     fails_with(good_run, "utf8_decodable", "data/raw/train.conll line 1")
 
 
+def test_retraining_batches_join_train_and_are_validated_as_their_own_files(good_run):
+    extra = [("Zed flew to Quito .", "B-person O O B-location O")]
+    write_conll(Path("data/batches/20260101T000000Z-aaaa/train.conll"), extra)
+    write_conll(Path("data/batches/20260101T000000Z-aaaa/holdout.conll"), TEST[:1])  # never trained on
+    metrics = run_ingest(params())
+    assert metrics["batches"] == 1 and metrics["train_sentences"] == len(TRAIN) + 1
+    assert metrics["test_sentences"] == len(TEST)
+    write_conll(Path("data/batches/20260102T000000Z-bbbb/train.conll"), [("Acme sells tools .", "B-org O O O")])
+    before = snapshot("data/ingest", "reports/ingest")
+    with pytest.raises(DataValidationError) as error:
+        run_ingest(params())
+    assert "data/batches/20260102T000000Z-bbbb/train.conll line 1:" in str(error.value)
+    assert "rule 'label_in_set'" in str(error.value)
+    assert snapshot("data/ingest", "reports/ingest") == before
+
+
 def test_failed_run_keeps_its_report_aside(good_run):
     write_conll(Path("data/raw/train.conll"), TRAIN + [("Acme sells tools .", "B-org O O O")])
     with pytest.raises(DataValidationError):

@@ -6,21 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from conftest import make_workspace, run, use_classification
+from tinynlp import quantization
 
 pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
-
-
-@pytest.fixture(scope="module")
-def prefect_backend():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def run_flow(workspace: Path, monkeypatch) -> tuple[dict, dict]:
@@ -118,6 +112,8 @@ def check_compression_outputs(workspace: Path) -> None:
     card = json.loads((workspace / "models/promoted/card.json").read_text())
     assert card["variant"] == metrics["promoted"] and card["data_version"]
     assert (workspace / "models/promoted/model.onnx").is_file()
+    encoder = quantization.OnnxRunner(workspace / "models/promoted/encoder.onnx")  # drift embeddings
+    assert encoder(np.array([[2, 7, 3]]), np.ones((1, 3), dtype=np.int64)).shape == (1, 32)
     out = run([sys.executable, "-m", "flows.cli", "predict", "--model", "models/promoted", "--json",
                "Alice lives in Paris ."], workspace).stdout
     assert isinstance(json.loads(out)["entities"], list)

@@ -183,3 +183,17 @@ def test_inc_artifact_reloads_compiled_in_a_fresh_process(inc_dynamic, batches, 
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-3000:]
     assert q.file_size_mb(tmp_path / "inc") > 0
+
+
+def test_encoder_export_gives_mean_pooled_embeddings(tagger, batches, tmp_path):
+    path = q.export_encoder_onnx(tagger, tmp_path / "encoder.onnx")
+    runner = q.OnnxRunner(path)
+    for batch in batches:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        with torch.no_grad():
+            hidden = tagger.base_model(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask))[0]
+        m = torch.as_tensor(mask).unsqueeze(-1).float()
+        expected = ((hidden * m).sum(1) / m.sum(1)).numpy()
+        got = runner(ids, mask)
+        assert got.shape == (len(ids), tagger.config.hidden_size)
+        np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -34,6 +34,8 @@ class PathsConfig(_Section):
     distilled: str = "models/distill"
     quantized: str = "models/quantize"
     promoted: str = Field("models/promoted", description="the model the gate promoted: ONNX + tokenizer + card")
+    batches: str = Field("data/batches", description="accepted retraining batches, one DVC-tracked folder each")
+    incoming: str = Field("data/incoming", description="where the retraining flow looks for new batch files")
     checkpoints: str = "checkpoints"
     reports: str = "reports"
 
@@ -221,6 +223,46 @@ class EvaluateConfig(_Section):
     gate: GateConfig = GateConfig()
 
 
+DRIFT_SIGNALS = ("embedding", "length", "vocabulary", "labels", "predictions")
+
+
+class DriftConfig(_Section):
+    """Tests of a new batch against the promoted model's training data; p-values below `alpha` flag."""
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance level of every test")
+    decide_on: tuple[Literal[DRIFT_SIGNALS], ...] = Field(
+        ("embedding", "labels"), description="signals whose flag makes the verdict 'drift'; the rest are reported")
+    permutations: int = Field(1000, ge=50, description="permutations per permutation test")
+    max_samples: int = Field(1000, ge=20, description="rows drawn from each side for the embedding test")
+    max_oov_increase: float = Field(0.05, ge=0, le=1, description="vocabulary signal: OOV-rate rise that flags")
+    top_new_tokens: int = Field(20, ge=0)
+    batch_size: int = Field(64, ge=1, description="texts per encoder call")
+    seed: int = 0
+
+
+class RetrainGateConfig(_Section):
+    max_old_drop: float = Field(0.01, ge=0, le=1, description="largest metric loss on the old test split")
+    min_new_gain: float = Field(0.0, ge=0, le=1, description="the challenger must beat the champion on the "
+                                                             "batch's held-out part by more than this")
+
+
+class RetrainConfig(_Section):
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of a batch kept for evaluation")
+    seed: int = 0
+    gate: RetrainGateConfig = RetrainGateConfig()
+    schedule: str = Field("0 3 * * 1", description="cron of the scheduled retraining deployment")
+    timezone: str = "UTC"
+    remote: str = Field("local", description="DVC remote pushed to after a promotion")
+    remote_url: str = Field("storage/dvc-remote", description="used to create `remote` when the repo has none")
+    tag_prefix: str = Field("model-v", description="git tag of each promoted model: <prefix><n>")
+
+    @model_validator(mode="after")
+    def _cron_has_five_fields(self) -> "RetrainConfig":
+        if len(self.schedule.split()) != 5:
+            raise ValueError(f"schedule must be a 5-field cron expression, got {self.schedule!r}")
+        return self
+
+
 class Params(_Section):
     paths: PathsConfig
     ingest: IngestConfig = IngestConfig()
@@ -230,6 +272,8 @@ class Params(_Section):
     distill: DistillConfig = DistillConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    drift: DriftConfig = DriftConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
 
 def _describe(error: dict) -> str:

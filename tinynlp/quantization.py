@@ -86,15 +86,40 @@ def max_positions(model: torch.nn.Module) -> int:
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17) -> Path:
     """Legacy (TorchScript) ONNX export with inputs input_ids/attention_mask, output logits and dynamic
     batch and sequence axes; written to a temporary file and renamed onto `path`."""
+    return _export(model, path, "logits", opset)
+
+
+class MeanPooledEncoder(torch.nn.Module):
+    """A classifier's encoder alone, mean-pooled over real tokens: one vector per text (drift tests)."""
+
+    def __init__(self, classifier: torch.nn.Module):
+        super().__init__()
+        self.encoder = classifier.base_model
+        self.config = classifier.config
+        self.train(classifier.training)  # a new Module starts in training mode: keep the caller's
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def export_encoder_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17) -> Path:
+    """The classifier's encoder as ONNX with one output, `embedding` [batch, hidden]."""
+    return _export(MeanPooledEncoder(model), path, "embedding", opset)
+
+
+def _export(model: torch.nn.Module, path: str | os.PathLike, output: str, opset: int) -> Path:
     path = Path(path)
     was_training = model.training
     model.eval()
     example = _example_inputs(model, length=min(16, max_positions(model)))
     try:
         with _eager_attention(model), torch.no_grad():
-            rank = model(*example).logits.dim()
+            result = model(*example)
+            rank = (result if isinstance(result, torch.Tensor) else result.logits).dim()
             axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-            axes["logits"] = {0: "batch", 1: "sequence"} if rank == 3 else {0: "batch"}
+            axes[output] = {0: "batch", 1: "sequence"} if rank == 3 else {0: "batch"}
             with _replacing(path) as tmp, warnings.catch_warnings():
                 # known and harmless: the legacy exporter's deprecation notices, the mask code's constant
                 # padding check, and aten::index on mask indices, which are never negative
@@ -102,7 +127,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 17
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
                 warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
-                torch.onnx.export(model, example, str(tmp), input_names=list(INPUT_NAMES), output_names=["logits"],
+                torch.onnx.export(model, example, str(tmp), input_names=list(INPUT_NAMES), output_names=[output],
                                   dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     finally:
         model.train(was_training)
