@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup run flow test ui clean
+.PHONY: setup run flow retrain deploy test ui clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ run: setup            ## the whole DAG with DVC (does only what changed)
 
 flow: setup           ## the same DAG as a Prefect flow
 	python -m flows.pipeline
+
+retrain: setup        ## the retraining flow on the files in data/incoming
+	python -m flows.retrain
+
+deploy: setup         ## serve the retraining flow on the cron in params.yaml
+	python -m flows.deploy
 
 test: setup           ## the test suite (unit + whole-DAG integration on a tiny BERT)
 	python -m pytest

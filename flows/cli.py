@@ -4,8 +4,12 @@
     tinynlp stage NAME [--params params.yaml]        one stage, as `dvc repro` runs it
     tinynlp predict [TEXT ...] [--file F] [--model DIR] [--json]
                                                      the promoted model on text (one text per line in F)
+    tinynlp drift FILE                               a labelled batch against the promoted model's data
+    tinynlp retrain [FILE ...] [--force]             the retraining flow (default: files in paths.incoming)
+    tinynlp deploy [--apply]                         serve (or only register) the scheduled retraining
 
-Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run).
+Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run),
+5 drift found (`tinynlp drift`).
 """
 from __future__ import annotations
 
@@ -30,7 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", default="models/promoted", help="promoted model directory")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    drift = commands.add_parser("drift", help="test a batch file for drift against the promoted model's data")
+    drift.add_argument("file")
+    drift.add_argument("--params", default="params.yaml")
+    retrain = commands.add_parser("retrain", help="validate, test for drift, retrain and promote only a better model")
+    retrain.add_argument("files", nargs="*", help="batch files (default: everything in paths.incoming)")
+    retrain.add_argument("--force", action="store_true", help="retrain even without drift")
+    deploy = commands.add_parser("deploy", help="serve the retraining flow on the cron in params.yaml")
+    deploy.add_argument("--apply", action="store_true", help="only register the deployment")
     args = parser.parse_args(argv)
+    if args.command == "drift":
+        from flows.drift_cli import main as run_drift
+        return run_drift(args)
+    if args.command == "retrain":
+        from flows.retrain import main as run_retrain
+        return run_retrain([*args.files, *(["--force"] if args.force else [])])
+    if args.command == "deploy":
+        from flows.deploy import main as run_deploy
+        return run_deploy(["--apply"] if args.apply else [])
     if args.command == "predict":
         from flows.predict_cli import main as run_predict
         return run_predict(args)

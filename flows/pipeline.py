@@ -101,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    state = pipeline(args.force, return_state=True)
+    return exit_code(pipeline(args.force, return_state=True))
+
+
+def exit_code(state: State) -> int:
+    """What a finished flow run means to a script: 0 ok, 3 invalid data, 4 workspace busy, 1 other."""
     if state.is_completed():
         return 0
     try:

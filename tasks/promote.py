@@ -53,7 +53,7 @@ def _card(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_encoder(model, directory: Path, opset: int) -> None:
+def write_encoder(model, directory: Path, opset: int) -> None:
     """The promoted model's own encoder, mean-pooled, for the drift tests' embeddings; INT8 like the
     served graph (a quarter of the size; reference and new data go through the same encoder)."""
     fp32 = quantization.export_encoder_onnx(model, directory / "encoder-fp32.onnx", opset)
@@ -68,7 +68,7 @@ def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> N
             shutil.copyfile(variant.location, staging / MODEL_FILE)
         else:  # an fp32 PyTorch variant is served through ONNX too
             quantization.export_onnx(source, staging / MODEL_FILE, params.quantize.opset)
-        _write_encoder(source, staging, params.quantize.opset)
+        write_encoder(source, staging, params.quantize.opset)
         tokenizer.save_pretrained(staging)
         base = params.pretrain.checkpoint
         atomic_write_json(staging / PIPELINE_FILE, {**dataclasses.asdict(spec), "base_checkpoint": base,

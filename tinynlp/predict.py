@@ -76,20 +76,25 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
         if self.meta["task"] == "ner":
             return self._entities([split_words(t) for t in texts])
-        return self._labels(texts)
+        return self.label_texts(texts)
 
-    def _entities(self, sentences: list[list[str]]) -> list[list[Entity]]:
+    def tag_words(self, sentences: list[list[str]]) -> list[tuple[list[str], np.ndarray]]:
+        """NER on word lists: per sentence, a tag and the probability of that tag for every word."""
         encoded = ner.encode(self.tokenizer, sentences, None, {l: i for i, l in enumerate(self.labels)},
                              self.meta["max_length"], self.meta["stride"])
         logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
         results = []
-        for words, (totals, seen) in zip(sentences, ner.word_logits(encoded, logits, len(self.labels))):
+        for totals, seen in ner.word_logits(encoded, logits, len(self.labels)):
             probabilities = softmax(totals)
             tags = [self.labels[int(np.argmax(p))] if hit else "O" for p, hit in zip(probabilities, seen)]
-            results.append(entities_of(words, tags, probabilities.max(axis=-1)))
+            results.append((tags, probabilities.max(axis=-1)))
         return results
 
-    def _labels(self, texts: Sequence[str]) -> list[Label]:
+    def _entities(self, sentences: list[list[str]]) -> list[list[Entity]]:
+        return [entities_of(words, tags, scores) for words, (tags, scores) in zip(sentences, self.tag_words(sentences))]
+
+    def label_texts(self, texts: Sequence[str]) -> list[Label]:
+        """Text classification: the best label, its probability and every class's."""
         encoded = textclf.encode(self.tokenizer, texts, None, {}, self.meta["max_length"])
         logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
         results = []

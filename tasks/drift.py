@@ -1,0 +1,163 @@
+"""Stage function `drift`: a new batch against the promoted model's training data.
+
+The batch is validated with the training split's Great Expectations rules first (a malformed batch
+is an error, not drift). Both sides are subsampled (`drift.max_samples`, seeded) before the costly
+steps: embedding with the promoted model's own encoder (`encoder.onnx`, mean-pooled) and predicting
+with its `model.onnx`. The verdict and every figure go to `reports/drift/report.json`."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tinynlp import drift
+from tinynlp.atomic import atomic_write_json
+from tinynlp.config import DriftConfig, Params
+from tinynlp.errors import ConfigError
+from tasks.common import read_split
+from tasks.ingest import records_table, validate_batch
+from tasks.promote import ENCODER_FILE
+
+log = logging.getLogger(__name__)
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the comparison. `words` holds every row (length and vocabulary are cheap); the
+    rest describes a seeded subsample of at most `drift.max_samples` rows, since embedding and
+    predicting are the costly steps and permutation tests grow with the rows."""
+
+    words: list[list[str]]
+    vectors: np.ndarray
+    labels: list | None          # None: the batch is unlabelled
+    predicted: list | None       # the promoted model's class, or BIO tags, per row (None: no model)
+    confidence: list[float] | None   # its probability of that class, or mean over the words
+    unknown_rate: float          # share of subword tokens that are [UNK]
+
+
+def embed_texts(runner: Runner, tokenizer, texts: Sequence[str], max_length: int, batch_size: int) -> np.ndarray:
+    """One embedding per text, in input order. Texts go through sorted by length, so each batch pads
+    to about its own length rather than the longest text's."""
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer([texts[i] for i in order[start:start + batch_size]], truncation=True,
+                            max_length=max_length, padding=True, return_tensors="np")
+        chunks.append(runner(encoded["input_ids"], encoded["attention_mask"]))
+    vectors = np.concatenate(chunks)
+    return vectors[np.argsort(order, kind="stable")]
+
+
+def subword_counts(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per text, its [UNK] subword tokens and all its subword tokens (without specials): kept per row
+    so that any subset's rate is a sum, not a second tokenization."""
+    rows = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    unknown = np.array([sum(i == tokenizer.unk_token_id for i in row) for row in rows], np.int64)
+    return unknown, np.array([len(row) for row in rows], np.int64)
+
+
+def unknown_rate(unknown: np.ndarray, total: np.ndarray) -> float:
+    return float(unknown.sum() / max(int(total.sum()), 1))
+
+
+def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str) -> tuple[list, list[float]]:
+    """The promoted model's label per row (NER: BIO tags) and its confidence (NER: mean over words)."""
+    if task == "ner":
+        tagged = predictor.tag_words(words)
+        return [tags for tags, _ in tagged], [float(np.mean(p)) if len(p) else 1.0 for _, p in tagged]
+    labels = predictor.label_texts(texts)
+    return [l.label for l in labels], [l.score for l in labels]
+
+
+def drift_signals(cfg: DriftConfig, reference: Side, batch: Side) -> list[drift.Signal]:
+    """Every test the config describes, in report order; labels only when both sides have them,
+    predictions only when a model made them."""
+    tests = dict(alpha=cfg.alpha, permutations=cfg.permutations, seed=cfg.seed)
+    signals = [
+        drift.embedding_drift(reference.vectors, batch.vectors, max_samples=cfg.max_samples, **tests),
+        drift.length_drift([len(w) for w in reference.words], [len(w) for w in batch.words], alpha=cfg.alpha),
+        drift.vocabulary_drift(reference.words, batch.words, ref_unknown_rate=reference.unknown_rate,
+                               batch_unknown_rate=batch.unknown_rate, max_increase=cfg.max_oov_increase,
+                               top_k=cfg.top_new_tokens, seed=cfg.seed)]
+    if batch.labels is not None and reference.labels is not None:
+        signals.append(drift.label_drift(reference.labels, batch.labels, **tests))
+    if batch.predicted is not None and reference.predicted is not None:
+        signals.append(drift.prediction_drift(reference.predicted, batch.predicted, reference.confidence,
+                                              batch.confidence, **tests))
+    return signals
+
+
+def _rows(columns: dict, task: str) -> tuple[list[list[str]], list[str], list | None]:
+    """(words, text, label) per row of a split's columns; NER text is the tokens joined by spaces."""
+    if task == "ner":
+        return [list(t) for t in columns["tokens"]], [" ".join(t) for t in columns["tokens"]], columns.get("tags")
+    labels = columns.get("label")
+    return ([str(t).split() for t in columns["text"]], [str(t) for t in columns["text"]],
+            None if labels is None or any(l is None for l in labels) else labels)
+
+
+def _side(columns: dict, task: str, rng: np.random.Generator, encoder: Runner, predictor, cfg: DriftConfig) -> Side:
+    words, texts, labels = _rows(columns, task)
+    rows = drift.subsample(len(texts), cfg.max_samples, rng)
+    sampled_words, sampled_texts = [words[i] for i in rows], [texts[i] for i in rows]
+    log.info("drift: embedding and predicting %d of %d rows", len(rows), len(texts))
+    vectors = embed_texts(encoder, predictor.tokenizer, sampled_texts, predictor.meta["max_length"], cfg.batch_size)
+    predicted, confidence = predict_rows(predictor, sampled_words, sampled_texts, task)
+    return Side(words, vectors, None if labels is None else [labels[i] for i in rows], predicted, confidence,
+                unknown_rate(*subword_counts(predictor.tokenizer, sampled_texts)))
+
+
+def _encoder_path(promoted: Path) -> Path:
+    path = promoted / ENCODER_FILE
+    if not path.is_file():
+        raise ConfigError(f"{promoted}: no {ENCODER_FILE} (the promoted model's mean-pooled encoder, which the "
+                          "drift embeddings need); re-run the evaluate stage (`dvc repro evaluate`) to promote "
+                          "a model with one")
+    return path
+
+
+def _validated_records(batch: str | Path, params: Params):
+    # a passing batch's Data Docs are not kept: a failing one raises with the file, line and rule
+    with tempfile.TemporaryDirectory(prefix="drift-docs-") as docs:
+        return validate_batch(batch, params, Path(docs) / "data_docs")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) -> dict:
+    """Validate `batch`, test it against the promoted model's training data, write and return the report."""
+    from tinynlp.modeling import available_cores
+    from tinynlp.predict import Predictor
+    from tinynlp.quantization import OnnxRunner
+
+    cfg, paths, task = params.drift, params.paths, params.ingest.task
+    promoted = Path(paths.promoted)
+    encoder_path = _encoder_path(promoted)
+    records = _validated_records(batch, params)
+    log.info("drift: batch %s is valid (%d rows); reference: %s", batch, len(records),
+             Path(paths.ingested) / "train.parquet")
+    predictor = Predictor(promoted, available_cores(), cfg.batch_size)
+    encoder = OnnxRunner(encoder_path, available_cores())
+    rng = np.random.default_rng(cfg.seed)
+    reference = _side(read_split(paths.ingested, "train"), task, rng, encoder, predictor, cfg)
+    new = _side(records_table(records, task).to_pydict(), task, rng, encoder, predictor, cfg)
+    verdict = drift.decide(drift_signals(cfg, reference, new), cfg.decide_on)
+    report = {"batch": str(batch), "verdict": verdict.to_dict(),
+              "reference_rows": len(reference.words), "batch_rows": len(new.words),
+              "sampled": {"reference": len(reference.vectors), "batch": len(new.vectors)},
+              "reference": str(Path(paths.ingested) / "train.parquet"),
+              "reference_digest": _digest(Path(paths.ingested) / "train.parquet"),
+              "promoted_variant": predictor.meta.get("variant"), "params": cfg.model_dump(mode="json")}
+    atomic_write_json(Path(out_dir or Path(paths.reports) / "drift") / "report.json", report)
+    log.info("drift: %s: %s", "DRIFT" if verdict.drifted else "no drift", "; ".join(verdict.reasons))
+    return report

@@ -1,0 +1,144 @@
+"""What the retraining flow does to data and models, without Prefect, git or DVC: gather a new
+batch, split it into a training part and a held-out part, write both in the training format,
+score a promoted model on a split, and decide champion against challenger."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tinynlp.atomic import atomic_write_text
+from tinynlp.config import IngestConfig, Params
+from tinynlp.errors import ConfigError
+from tinynlp.heads import ModelSpec, head_for
+from tinynlp.inference import predict_logits
+from tasks.ingest import read_split, records_table
+
+log = logging.getLogger(__name__)
+SUFFIXES = {"conll": ".conll", "tsv": ".tsv", "csv": ".csv", "jsonl": ".jsonl"}
+IGNORED = {"README.md", ".gitignore", ".gitkeep"}
+
+
+def incoming_files(incoming_dir: str | Path) -> list[Path]:
+    """Files waiting in the incoming folder (its README and hidden files aside), oldest name first."""
+    folder = Path(incoming_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in IGNORED and not p.name.startswith("."))
+
+
+def read_batch(files: list[Path], cfg: IngestConfig):
+    """The records of every file of a batch in one collection (NER sentences or a frame)."""
+    if cfg.format == "hf":
+        raise ConfigError("retraining batches are files: set ingest.format to conll, tsv, csv or jsonl")
+    parts = [read_split(str(f), cfg) for f in files]
+    if cfg.task == "ner":
+        return [sentence for part in parts for sentence in part]
+    return pd.concat(parts, ignore_index=True)
+
+
+def batch_id(files: list[Path], now: datetime | None = None) -> str:
+    """<UTC time>-<content digest>: sorts by arrival, and names the same content the same way."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{digest.hexdigest()[:8]}"
+
+
+def split_batch(records, fraction: float, seed: int):
+    """(train part, held-out part): a seeded random split of the rows, at least one row each."""
+    count = len(records)
+    if count < 2:
+        raise ConfigError(f"a retraining batch needs at least 2 rows to keep a held-out part; it has {count}")
+    order = np.random.default_rng(seed).permutation(count)
+    held = min(count - 1, max(1, round(count * fraction)))
+    holdout, train = sorted(order[:held]), sorted(order[held:])
+    if isinstance(records, pd.DataFrame):
+        return records.iloc[train].reset_index(drop=True), records.iloc[holdout].reset_index(drop=True)
+    return [records[i] for i in train], [records[i] for i in holdout]
+
+
+def render(records, cfg: IngestConfig) -> str:
+    """Records written back in the training data's format, so ingest reads them like any split."""
+    if cfg.task == "ner":
+        return "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in zip(s.tokens, s.tags)) for s in records) + "\n"
+    frame = pd.DataFrame({cfg.text_column: records["text"], cfg.label_column: records["label"]})
+    if cfg.format == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in frame.to_dict("records"))
+    if cfg.columns:  # a header-less layout: the named columns, in order, unnamed ones empty
+        frame = pd.DataFrame({c: frame[c] if c in frame else "" for c in cfg.columns})
+    buffer = io.StringIO()
+    options = {"sep": "\t", "quoting": csv.QUOTE_NONE, "escapechar": None} if cfg.format == "tsv" else {}
+    frame.to_csv(buffer, index=False, header=not cfg.columns, lineterminator="\n", **options)
+    return buffer.getvalue()
+
+
+def write_batch(directory: Path, train, holdout, cfg: IngestConfig) -> dict[str, Path]:
+    suffix = SUFFIXES[cfg.format]
+    written = {}
+    for part, records in (("train", train), ("holdout", holdout)):
+        written[part] = directory / f"{part}{suffix}"
+        atomic_write_text(written[part], render(records, cfg))
+    return written
+
+
+def columns_of(records, task: str) -> dict[str, list]:
+    """Records as the column dict the heads encode (what read_split gives for a validated split)."""
+    return records_table(records, task).to_pydict()
+
+
+def score_model_dir(model_dir: str | Path, split: dict, threads: int, batch_size: int = 64) -> dict:
+    """A promoted model directory (ONNX graph, tokenizer, pipeline.json) scored on one split."""
+    from transformers import AutoTokenizer
+
+    from tinynlp.quantization import OnnxRunner
+    from tinynlp.predict import MODEL_FILE
+
+    directory = Path(model_dir)
+    meta = json.loads((directory / "pipeline.json").read_text(encoding="utf-8"))
+    spec = ModelSpec(meta["task"], list(meta["labels"]), meta["max_length"], meta.get("stride", 0),
+                     meta.get("label_all_tokens", False))
+    head = head_for(spec.task)
+    tokenizer = AutoTokenizer.from_pretrained(directory)  # a promoted dir holds ONNX, no weights to check
+    encoded = head.encode(tokenizer, split, spec)
+    logits = predict_logits(OnnxRunner(directory / MODEL_FILE, threads), head.features(encoded), batch_size,
+                            tokenizer.pad_token_id)
+    return {"metric": head.metric, **head.summary(head.score(encoded, logits, split, spec))}
+
+
+@dataclass
+class Comparison:
+    """Champion against challenger on the old test split and on the new batch's held-out part."""
+
+    metric: str
+    champion: dict                      # {"old": score, "new": score}
+    challenger: dict
+    promote: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "champion": self.champion, "challenger": self.challenger,
+                "promote": self.promote, "reasons": self.reasons}
+
+
+def compare(metric: str, champion: dict, challenger: dict, params: Params) -> Comparison:
+    """The retraining gate: no loss on the old test split beyond `max_old_drop`, and a gain on
+    the new data's held-out part above `min_new_gain`. Both conditions are reported with figures."""
+    gate = params.retrain.gate
+    old_drop = champion["old"] - challenger["old"]
+    new_gain = challenger["new"] - champion["new"]
+    reasons = [f"old test {metric}: challenger {challenger['old']:.4f} vs champion {champion['old']:.4f} "
+               f"(drop {old_drop:+.4f}, allowed {gate.max_old_drop})",
+               f"new held-out {metric}: challenger {challenger['new']:.4f} vs champion {champion['new']:.4f} "
+               f"(gain {new_gain:+.4f}, needed > {gate.min_new_gain})"]
+    promote = old_drop <= gate.max_old_drop + 1e-12 and new_gain > gate.min_new_gain
+    return Comparison(metric, champion, challenger, promote, reasons)

@@ -1,0 +1,208 @@
+"""The retraining flow on a tiny model, on Prefect's real API, in a temporary git + DVC repo:
+drift -> new data version -> retrain -> gate -> promotion with a tag and a push; the "no drift"
+and "challenger not better" paths leave the champion untouched; pull from the remote in a clone;
+the scheduled deployment carries the cron from params."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TRAIN, make_workspace, run, write_conll
+from tasks import retrain as batches
+from tinynlp.config import IngestConfig, load_params
+
+pytestmark = pytest.mark.slow
+DVC = [sys.executable, "-m", "dvc"]
+
+# A new domain for the tiny model: unseen words (products and groups), longer sentences
+NEW_DOMAIN = [(f"the {w}phone from {c}corp ships with {w}os and {c}cloud for {n} users today .",
+               "O B-person O B-location O O B-person O B-location O O O O O")
+              for w, c, n in zip(["zeta", "quark", "nimbus", "vortex", "helix", "orbit", "pixel", "sonic", "prism",
+                                  "lumen", "axiom", "cobalt", "ember", "fjord", "gamma", "hydra", "ionic", "jolt"],
+                                 ["acme", "globex", "initech", "umbra", "vanta", "wayne", "xeno", "yotta", "zenith",
+                                  "apex", "borealis", "cirrus", "delta", "echo", "flux", "gale", "halo", "iris"],
+                                 range(100, 1900, 100))]
+
+
+def tiny_retrain_params(workspace: Path) -> None:
+    """A short DAG (no pruning or distillation, one INT8 candidate) and drift tests that a handful
+    of sentences can trigger: the flow's logic is under test here, the statistics in test_drift."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["prune"]["unstructured"]["enabled"] = False
+    params["prune"]["structured"]["enabled"] = False
+    params["distill"]["enabled"] = False
+    params["quantize"].update(sources=["finetune"], methods=["ort_dynamic"], per_channel=[True])
+    params["drift"].update(decide_on=["embedding", "vocabulary", "labels"], permutations=200)
+    params["retrain"].update(holdout_fraction=0.3)
+    params["retrain"]["gate"].update(max_old_drop=1.0, min_new_gain=0.0)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def git(workspace: Path, *args: str) -> str:
+    return run(["git", *args], workspace).stdout.strip()
+
+
+def digest(directory: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def dvc_clean(workspace: Path) -> bool:
+    return json.loads(run(DVC + ["status", "--json"], workspace).stdout) == {}
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, tiny_bert) -> Path:
+    """A workspace whose DAG has run and been committed: the champion is the promoted model."""
+    workspace = make_workspace(tmp_path_factory.mktemp("retrain") / "ws", tiny_bert)
+    tiny_retrain_params(workspace)
+    run(DVC + ["repro"], workspace)
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-qm", "champion")
+    return workspace
+
+
+def retrain_in(workspace: Path, monkeypatch, **kwargs) -> dict:
+    from flows.retrain import retrain
+
+    monkeypatch.chdir(workspace)
+    state = retrain(return_state=True, **kwargs)
+    assert state.is_completed(), state
+    return state.result()
+
+
+def test_batch_split_and_render_round_trip(tmp_path):
+    cfg = IngestConfig(entity_types=("location", "person"))
+    path = write_conll(tmp_path / "in.conll", TRAIN)
+    records = batches.read_batch([path], cfg)
+    train, holdout = batches.split_batch(records, 0.25, seed=3)
+    assert len(train) + len(holdout) == len(TRAIN) and len(holdout) == 3
+    assert batches.split_batch(records, 0.25, seed=3) == (train, holdout)  # seeded
+    written = batches.write_batch(tmp_path / "b", train, holdout, cfg)
+    again = batches.read_batch([written["train"], written["holdout"]], cfg)
+    assert [(s.tokens, s.tags) for s in again] == [(s.tokens, s.tags) for s in train + holdout]
+
+
+def test_batch_split_and_render_round_trip_for_tables(tmp_path):
+    cfg = IngestConfig(task="classification", format="tsv", labels=("a", "b"))
+    path = tmp_path / "in.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"text number {i}\t{'ab'[i % 2]}\n" for i in range(10)))
+    records = batches.read_batch([path], cfg)
+    train, holdout = batches.split_batch(records, 0.3, seed=0)
+    written = batches.write_batch(tmp_path / "b", train, holdout, cfg)
+    again = batches.read_batch([written["train"]], cfg)
+    assert again["text"].tolist() == train["text"].tolist() and again["label"].tolist() == train["label"].tolist()
+
+
+def test_gate_needs_a_gain_on_new_data_and_no_loss_on_old(tmp_path):
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", check_files=False)
+    better = batches.compare("f1", {"old": 0.50, "new": 0.30}, {"old": 0.495, "new": 0.40}, params)
+    assert better.promote
+    worse_old = batches.compare("f1", {"old": 0.50, "new": 0.30}, {"old": 0.45, "new": 0.40}, params)
+    assert not worse_old.promote and "drop +0.0500" in worse_old.reasons[0]
+    no_gain = batches.compare("f1", {"old": 0.50, "new": 0.30}, {"old": 0.50, "new": 0.30}, params)
+    assert not no_gain.promote and "gain +0.0000" in no_gain.reasons[1]
+
+
+def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path):
+    workspace = champion
+    start = git(workspace, "rev-parse", "HEAD")
+    champion_model = digest(workspace / "models/promoted")
+
+    # 1. No drift: sentences like the training data. Nothing is retrained or committed.
+    write_conll(workspace / "data/incoming/same.conll", TRAIN[:6])
+    decision = retrain_in(workspace, monkeypatch)
+    assert decision["outcome"] == "no drift"
+    assert git(workspace, "rev-parse", "HEAD") == start
+    assert not (workspace / "data/incoming/same.conll").exists(), "a checked file leaves the queue"
+    assert (workspace / "data/incoming/checked" / decision["batch"] / "drift.json").is_file()
+    assert digest(workspace / "models/promoted") == champion_model
+
+    # 2. Drift: a new domain. New data version, retrained DAG, challenger promoted and tagged, pushed.
+    write_conll(workspace / "data/incoming/new.conll", NEW_DOMAIN)
+    decision = retrain_in(workspace, monkeypatch)
+    assert decision["outcome"] == "promoted", decision
+    assert decision["tag"] == "model-v1" and git(workspace, "tag", "--list") == "model-v1"
+    assert decision["challenger"]["new"] > decision["champion"]["new"]
+    batch = workspace / "data/batches" / decision["batch"]
+    assert (batch / "train.conll").is_file() and (batch / "holdout.conll").is_file()
+    log = git(workspace, "log", "--format=%s", f"{start}..HEAD").splitlines()
+    assert log[0].startswith("retrain: promote") and log[1].startswith("data: batch")
+    assert git(workspace, "status", "--porcelain", "--untracked-files=no") == ""
+    assert dvc_clean(workspace)
+    ingest = json.loads((workspace / "reports/ingest/metrics.json").read_text())
+    assert ingest["batches"] == 1 and ingest["train_sentences"] == len(TRAIN) + len(NEW_DOMAIN) - 5
+    assert json.loads((workspace / "reports/retrain/decision.json").read_text())["promote"] is True
+    promoted_model = digest(workspace / "models/promoted")
+    assert promoted_model != champion_model
+
+    # The remote holds it: a fresh clone pulls the exact promoted model.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
+    remote = (workspace / "storage/dvc-remote").resolve()
+    run(DVC + ["remote", "add", "--local", "local", str(remote)], clone)
+    run(DVC + ["pull", "-r", "local"], clone)
+    assert digest(clone / "models/promoted") == promoted_model
+    assert (clone / "data/batches" / decision["batch"] / "train.conll").is_file()
+
+    # 3. Retraining forced, but the challenger is not better (the gate asks for an impossible gain):
+    #    the champion stays, byte for byte, and the challenger waits on its branch.
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["retrain"]["gate"]["min_new_gain"] = 1.0
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(workspace, "commit", "-qam", "stricter retraining gate")
+    head = git(workspace, "rev-parse", "HEAD")
+    write_conll(workspace / "data/incoming/more.conll", [(t.replace("the ", "a "), tags) for t, tags in NEW_DOMAIN])
+    decision = retrain_in(workspace, monkeypatch, force=True)
+    assert decision["outcome"] == "rejected" and "needed > 1.0" in decision["reasons"][1]
+    assert git(workspace, "rev-parse", "HEAD") == head and git(workspace, "tag", "--list") == "model-v1"
+    assert decision["branch"] in git(workspace, "branch", "--list", "retrain/*")
+    assert not (workspace / "data/batches" / decision["batch"]).exists()
+    assert digest(workspace / "models/promoted") == promoted_model
+    assert dvc_clean(workspace)
+
+
+def test_a_dirty_workspace_is_refused(champion, prefect_backend, monkeypatch):
+    from flows.retrain import RetrainError, retrain
+
+    monkeypatch.chdir(champion)
+    (champion / "params.yaml").write_text((champion / "params.yaml").read_text() + "\n")
+    write_conll(champion / "data/incoming/x.conll", NEW_DOMAIN[:4])
+    try:
+        with pytest.raises(RetrainError, match="uncommitted changes"):
+            retrain()
+    finally:
+        git(champion, "checkout", "params.yaml")
+        (champion / "data/incoming/x.conll").unlink()
+
+
+def test_scheduled_deployment_uses_the_cron_from_params(prefect_backend, monkeypatch):
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import DEPLOYMENT, build
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", check_files=False)
+    deployment_id = build(params).apply()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(deployment_id)
+    assert deployment.name == DEPLOYMENT and deployment.flow_id
+    assert [s.schedule.cron for s in deployment.schedules] == [params.retrain.schedule]
+    assert deployment.schedules[0].schedule.timezone == params.retrain.timezone
+    assert deployment.global_concurrency_limit.limit == 1  # one retraining run at a time
+
+
+def test_dvc_experiments_run_on_the_same_dag(champion):
+    """`dvc exp run -S section.key=value`: a params experiment through dvc.yaml, workspace untouched."""
+    before = digest(champion / "models/promoted")
+    run(DVC + ["exp", "run", "--temp", "-n", "lr-exp", "-S", "finetune.learning_rate=0.005"], champion)
+    shown = run(DVC + ["exp", "show", "--json"], champion).stdout
+    assert "lr-exp" in shown and "0.005" in shown
+    assert digest(champion / "models/promoted") == before and dvc_clean(champion)
