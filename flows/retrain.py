@@ -161,6 +161,8 @@ def record(params: Params, comparison: batches.Comparison, batch: str, branch: s
     card = json.loads((Path(params.paths.promoted) / "card.json").read_text(encoding="utf-8"))
     decision = {"batch": batch, **comparison.as_dict(), "challenger_variant": card["variant"],
                 "data_version": card["data_version"], "drift": drift_report["verdict"]["reasons"]}
+    if comparison.promote:  # named now so that the committed decision carries it
+        decision["tag"] = _next_tag(params.retrain.tag_prefix)
     reports = Path(params.paths.reports) / "retrain"
     atomic_write_json(reports / "decision.json", decision)
     _git("add", "-A", "dvc.lock", params.paths.reports, params.paths.batches)
@@ -175,10 +177,9 @@ def record(params: Params, comparison: batches.Comparison, batch: str, branch: s
     if comparison.promote:
         _git("merge", "-q", "--ff-only", challenger_branch)
         _git("branch", "-q", "-d", challenger_branch)
-        tag = _next_tag(params.retrain.tag_prefix)
+        tag = decision["tag"]
         _git("tag", "-a", tag, "-m", f"{card['variant']}: {comparison.metric} old {comparison.challenger['old']}, "
                                     f"new {comparison.challenger['new']}; data {card['data_version']}; batch {batch}")
-        decision["tag"] = tag
         log.info("promoted %s as %s; pushed to DVC remote %r", card["variant"], tag, remote)
     else:
         _restore_champion(params, branch, batch)

@@ -140,7 +140,8 @@ def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path)
     assert dvc_clean(workspace)
     ingest = json.loads((workspace / "reports/ingest/metrics.json").read_text())
     assert ingest["batches"] == 1 and ingest["train_sentences"] == len(TRAIN) + len(NEW_DOMAIN) - 5
-    assert json.loads((workspace / "reports/retrain/decision.json").read_text())["promote"] is True
+    recorded = json.loads((workspace / "reports/retrain/decision.json").read_text())
+    assert recorded["promote"] is True and recorded["tag"] == "model-v1"
     promoted_model = digest(workspace / "models/promoted")
     assert promoted_model != champion_model
 
