@@ -14,7 +14,7 @@ from tinynlp import gate, modeling, quantization
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
 from tinynlp.heads import head_for
-from tinynlp.inference import TorchRunner, measure_speed, predict_logits
+from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
 from tinynlp.reporting import markdown_table, metrics_table
 from tasks.common import load_model, load_spec, read_split, stage_models
 from tasks.promote import promote
@@ -67,26 +67,39 @@ def quantized_variants(params: Params) -> list[Variant]:
 
 def score_variant(variant: Variant, spec, encoded: dict, splits: dict, params: Params, threads: int,
                   pad_id: int) -> dict:
+    """Quality on every split; speed is measured for all variants together (`time_variants`)."""
     head = head_for(spec.task)
-    cfg = params.evaluate
     runner = variant.load(threads, False)
     scores = {}
     for split_name, split in splits.items():
-        logits = predict_logits(runner, head.features(encoded[split_name]), cfg.batch_size, pad_id)
+        logits = predict_logits(runner, head.features(encoded[split_name]), params.evaluate.batch_size, pad_id)
         scores[split_name] = head.score(encoded[split_name], logits, split, spec)
-    runner = variant.load(threads, True)
-    timed = head.features(encoded["test"])
-    if hasattr(runner, "warm_up"):  # compiled programs: build every timed shape before the clock starts
-        runner.warm_up([len(f["input_ids"]) for f in timed[: cfg.latency_samples]], (1, cfg.throughput_batch))
-    speed = measure_speed(runner, timed, pad_id, cfg.latency_samples, cfg.warmup, cfg.throughput_batch)
     row = {"name": variant.name, "kind": variant.kind, "test_score": round(scores["test"][head.metric], 4),
-           "dev_score": round(scores["dev"][head.metric], 4), **vars(speed), "size_mb": variant.size_mb,
+           "dev_score": round(scores["dev"][head.metric], 4), "size_mb": variant.size_mb,
            "parameters": variant.parameters, "promotable": variant.kind != "inc"}
     if variant.kind == "inc":
         row["not_promotable_because"] = "an INC-compiled PyTorch program has no ONNX form to serve"
-    log.info("evaluate %s: test %s %.4f, p50 %.2f ms, %.0f/s at batch %d, %.1f MB", variant.name, head.metric,
-             row["test_score"], speed.latency_ms_p50, speed.throughput_per_s, cfg.throughput_batch, variant.size_mb)
+    log.info("evaluate %s: test %s %.4f, %.1f MB", variant.name, head.metric, row["test_score"], variant.size_mb)
     return {"row": row, "scores": scores}
+
+
+def time_variants(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int,
+                  pad_id: int) -> dict[str, Speed]:
+    """Every variant timed on the same test windows at the same thread count, taking turns
+    (`evaluate.timing_rounds`), so the speed-ups compare like with like."""
+    cfg = params.evaluate
+    runners = {}
+    for name, variant in variants.items():
+        runner = variant.load(threads, True)
+        if hasattr(runner, "warm_up"):  # compiled programs: build every timed shape before the clock starts
+            runner.warm_up([len(f["input_ids"]) for f in timed[: cfg.latency_samples]], (1, cfg.throughput_batch))
+        runners[name] = runner
+    speeds = measure_speeds(runners, timed, pad_id, cfg.latency_samples, cfg.warmup, cfg.throughput_batch,
+                            cfg.timing_rounds)
+    for name, speed in speeds.items():
+        log.info("evaluate %s: p50 %.2f ms, p95 %.2f ms, %.0f/s at batch %d", name, speed.latency_ms_p50,
+                 speed.latency_ms_p95, speed.throughput_per_s, cfg.throughput_batch)
+    return speeds
 
 
 def run_evaluate(params: Params) -> dict:
@@ -100,6 +113,9 @@ def run_evaluate(params: Params) -> dict:
     variants = {v.name: v for v in torch_variants(params) + quantized_variants(params)}
     results = {name: score_variant(v, spec, encoded, splits, params, threads, tokenizer.pad_token_id)
                for name, v in variants.items()}
+    speeds = time_variants(variants, head.features(encoded["test"]), params, threads, tokenizer.pad_token_id)
+    for name, result in results.items():
+        result["row"].update(vars(speeds[name]))
     rows = [r["row"] for r in results.values()]
     reference_row = results[REFERENCE]["row"]
     for row in rows:  # ratios against the fp32 fine-tuned model, measured in this same run

@@ -220,6 +220,7 @@ class EvaluateConfig(_Section):
     warmup: int = Field(20, ge=0, description="untimed calls before timing")
     throughput_batch: int = Field(32, ge=1)
     threads: int = Field(0, ge=0, description="intra-op threads for every variant; 0: all cores")
+    timing_rounds: int = Field(10, ge=1, description="variants take turns on this many chunks of the timed calls")
     gate: GateConfig = GateConfig()
 
 

@@ -58,24 +58,44 @@ class Speed:
 
 def measure_speed(runner: Runner, features: Sequence[dict], pad_id: int, samples: int, warmup: int,
                   throughput_batch: int) -> Speed:
+    """One runner's speed (see `measure_speeds`)."""
+    return measure_speeds({"only": runner}, features, pad_id, samples, warmup, throughput_batch)["only"]
+
+
+def measure_speeds(runners: dict[str, Runner], features: Sequence[dict], pad_id: int, samples: int, warmup: int,
+                   throughput_batch: int, rounds: int = 1) -> dict[str, Speed]:
     """Batch-1 latency over the first `samples` examples (warm-up calls untimed), and throughput over
-    the same examples in full batches in their given order, padding included, as a server would see them."""
+    the same examples in full batches in their given order, padding included, as a server would see
+    them. With several runners the work is cut into `rounds` chunks and the runners take turns on each
+    chunk (the order rotating), so a slow spell of a shared machine hits every runner alike and the
+    ratios between them hold; within a chunk a runner keeps its caches warm, as a server would."""
     chosen = [features[i % len(features)] for i in range(samples)]
     batched = chosen[: max(throughput_batch, len(chosen) // throughput_batch * throughput_batch)]
-    for feature in chosen[:warmup]:
-        runner(*pad_batch([feature], pad_id))
-    timings = []
-    for feature in chosen:
-        ids, mask = pad_batch([feature], pad_id)
-        started = time.perf_counter()
-        runner(ids, mask)
-        timings.append(time.perf_counter() - started)
     batches = [pad_batch(batched[i:i + throughput_batch], pad_id) for i in range(0, len(batched), throughput_batch)]
-    runner(*batches[0])  # warm-up at the batch shape
-    started = time.perf_counter()
-    for ids, mask in batches:
-        runner(ids, mask)
-    elapsed = time.perf_counter() - started
-    milliseconds = np.asarray(timings) * 1000
-    return Speed(round(float(np.percentile(milliseconds, 50)), 3), round(float(np.percentile(milliseconds, 95)), 3),
-                 round(len(batched) / elapsed, 1))
+    singles = [pad_batch([feature], pad_id) for feature in chosen]
+    names = list(runners)
+    for runner in runners.values():
+        for ids, mask in singles[:warmup]:
+            runner(ids, mask)
+        runner(*batches[0])  # warm-up at the batch shape
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    elapsed = dict.fromkeys(names, 0.0)
+    rounds = max(1, min(rounds, len(singles)))
+    for turn in range(rounds):
+        order = names[turn % len(names):] + names[: turn % len(names)]
+        for name in order:
+            runner = runners[name]
+            for ids, mask in singles[turn::rounds]:
+                started = time.perf_counter()
+                runner(ids, mask)
+                timings[name].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            for ids, mask in batches[turn::rounds]:
+                runner(ids, mask)
+            elapsed[name] += time.perf_counter() - started
+    speeds = {}
+    for name in names:
+        milliseconds = np.asarray(timings[name]) * 1000
+        speeds[name] = Speed(round(float(np.percentile(milliseconds, 50)), 3),
+                             round(float(np.percentile(milliseconds, 95)), 3), round(len(batched) / elapsed[name], 1))
+    return speeds
