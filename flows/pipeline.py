@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 import flows  # noqa: F401  (Prefect home and loggers, before prefect is imported)
 from prefect import flow, task
@@ -95,13 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="run every stage even if up to date")
     args = parser.parse_args(argv)
+    return run_from_cli(lambda: pipeline(args.force, return_state=True))
+
+
+def run_from_cli(start: Callable[[], State]) -> int:
+    """A flow started from a command: params checked first (exit 2), then its final state's exit code."""
     configure_logging()
     try:
         load_params(PARAMS_FILE)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    return exit_code(pipeline(args.force, return_state=True))
+    return exit_code(start())
 
 
 def exit_code(state: State) -> int:

@@ -26,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.drift_cli import signal_rows
-from flows.pipeline import PARAMS_FILE, exit_code, pipeline
+from flows.pipeline import PARAMS_FILE, pipeline, run_from_cli
 from tasks import retrain as batches
 from tasks.common import read_split
 from tasks.drift import run_drift
@@ -34,8 +34,7 @@ from tasks.ingest import validate_batch
 from tasks.lock import workspace_lock
 from tinynlp.atomic import atomic_write_json
 from tinynlp.config import Params, load_params
-from tinynlp.errors import ConfigError, PipelineError
-from tinynlp.logs import configure_logging
+from tinynlp.errors import PipelineError
 from tinynlp.modeling import available_cores
 from tinynlp.reporting import markdown_table
 
@@ -269,16 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="batch files (default: everything in paths.incoming)")
     parser.add_argument("--force", action="store_true", help="retrain even without drift")
     args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        load_params(PARAMS_FILE)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    state = retrain(args.files or None, args.force, return_state=True)
-    if state.is_completed():
-        print(json.dumps(state.result(), indent=2))
-    return exit_code(state)
+
+    def start():
+        state = retrain(args.files or None, args.force, return_state=True)
+        if state.is_completed():
+            print(json.dumps(state.result(), indent=2))
+        return state
+
+    return run_from_cli(start)
 
 
 if __name__ == "__main__":
