@@ -20,8 +20,8 @@ def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT /
     """The repo's params with every output path moved under `workdir` and `overrides` merged in
     (nested dicts: {"finetune": {"epochs": 3}})."""
     raw = yaml.safe_load(base.read_text())
-    for key in ("ingested", "tokenizer", "pretrained", "model", "pruned", "distilled", "quantized", "promoted",
-                "checkpoints", "reports"):
+    for key in ("ingested", "augmented", "tokenizer", "pretrained", "model", "pruned", "distilled", "quantized",
+                "promoted", "checkpoints", "reports"):
         raw["paths"][key] = str(workdir / raw["paths"][key])
     if raw["paths"]["corpus"] == "data/ingest":
         raw["paths"]["corpus"] = raw["paths"]["ingested"]

@@ -1,4 +1,4 @@
-"""The DAG as a Prefect flow: ingest -> pretrain -> finetune -> prune -> distill -> quantize -> evaluate.
+"""The DAG as a Prefect flow: ingest -> augment, pretrain -> finetune -> prune -> distill -> quantize -> evaluate.
 Each task is a thin shell over the
 same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
 
@@ -79,13 +79,17 @@ def pipeline(force: bool = False) -> dict:
     load_params(PARAMS_FILE)  # reject bad params before any stage starts
     with workspace_lock():
         ingest = stage_tasks["ingest"](force)
+        augment = stage_tasks["augment"](force, wait_for=[ingest])
         pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
-        finetune = stage_tasks["finetune"](force, wait_for=[pretrain])
+        finetune = stage_tasks["finetune"](force, wait_for=[augment, pretrain])
         prune = stage_tasks["prune"](force, wait_for=[finetune])
         distill = stage_tasks["distill"](force, wait_for=[finetune])
         quantize = stage_tasks["quantize"](force, wait_for=[prune, distill])
         metrics = _value(stage_tasks["evaluate"](force, wait_for=[quantize]))
-    table = (Path(load_params(PARAMS_FILE).paths.reports) / "evaluate" / "metrics.md").read_text(encoding="utf-8")
+    reports = Path(load_params(PARAMS_FILE).paths.reports)
+    create_markdown_artifact(markdown=(reports / "augment" / "report.md").read_text(encoding="utf-8"),
+                             key="augment-report", description="rows each augmentation method added, with examples")
+    table = (reports / "evaluate" / "metrics.md").read_text(encoding="utf-8")
     create_markdown_artifact(markdown=f"# Evaluation\n\n{table}\n", key="evaluate-metrics",
                              description="every variant's quality, latency and size, the gate's decision, and "
                                          "the fine-tuned model's scores in detail")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-STAGE_ORDER = ("ingest", "pretrain", "finetune", "prune", "distill", "quantize", "evaluate")
+STAGE_ORDER = ("ingest", "augment", "pretrain", "finetune", "prune", "distill", "quantize", "evaluate")
 
 
 def stage_function(name: str) -> Callable:

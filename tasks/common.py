@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tinynlp import modeling
@@ -43,6 +44,17 @@ def read_split(ingested_dir: str, split: str, limit: int = 0) -> dict[str, list]
     return table.to_pydict()
 
 
+def read_training_split(augmented_dir: str, limit: int = 0) -> dict[str, list]:
+    """The augment stage's train split: the validated rows, each followed by its augmented copies
+    when augmentation is on. `limit` > 0 keeps the first `limit` validated rows and their copies."""
+    table = pq.read_table(Path(augmented_dir) / "train.parquet")
+    if limit and "source_row" in table.column_names:
+        table = table.filter(pc.less(table["source_row"], limit))
+    elif limit:
+        table = table.slice(0, limit)
+    return table.to_pydict()
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """The encoded train and dev splits of one model's tokenizer and input settings."""
@@ -66,7 +78,7 @@ def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples:
     otherwise finetune's own limit applies."""
     cfg = params.finetune
     head = head_for(spec.task)
-    train_split = read_split(params.paths.ingested, "train", max_train_samples or cfg.max_train_samples)
+    train_split = read_training_split(params.paths.augmented, max_train_samples or cfg.max_train_samples)
     dev_split = read_split(params.paths.ingested, "dev", cfg.max_eval_samples)
     return TrainingData(head, spec, tokenizer, head.features(head.encode(tokenizer, train_split, spec)),
                         head.encode(tokenizer, dev_split, spec), dev_split)
@@ -86,7 +98,8 @@ def scratch_dir(params: Params, stage: str, model_dir: str | Path) -> Path:
     params, the training data and the starting weights: only an identical run resumes them."""
     digest = hashlib.sha256(getattr(params, stage).model_dump_json().encode())
     digest.update(params.finetune.model_dump_json().encode())  # data limits and input settings
-    inputs = [Path(params.paths.ingested) / n for n in ("train.parquet", "dev.parquet", "labels.json")]
+    inputs = [Path(params.paths.augmented) / "train.parquet"] + \
+        [Path(params.paths.ingested) / n for n in ("dev.parquet", "labels.json")]
     for path in inputs + sorted(Path(model_dir).glob("*.safetensors")):
         digest.update(path.read_bytes())
     return Path(params.paths.checkpoints) / stage / digest.hexdigest()[:16]

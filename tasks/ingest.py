@@ -36,7 +36,7 @@ def label_set(cfg: IngestConfig, train) -> list[str]:
     return list(cfg.labels) if cfg.labels else sorted(train["label"].dropna().unique().tolist())
 
 
-def _frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
+def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
     overlap_texts = None if split.startswith("train") else train_texts
     if cfg.task == "ner":
         return (validation.ner_frames(location, data, labels),
@@ -85,7 +85,7 @@ def validate_batch(location: str | Path, params: Params, docs_dir: str | Path):
     cfg = params.ingest
     data = read_split(str(location), cfg)
     labels = json.loads((Path(params.paths.ingested) / "labels.json").read_text(encoding="utf-8"))["labels"]
-    outcome = validation.run_suites({"batch": _frames_and_rules("train", str(location), data, labels, None, cfg)},
+    outcome = validation.run_suites({"batch": frames_and_rules("train", str(location), data, labels, None, cfg)},
                                     docs_dir)
     validation.raise_for(outcome)
     return data
@@ -99,7 +99,7 @@ def run_ingest(params: Params) -> dict:
     raw = {name: read_split(location, cfg) for name, location in locations.items()}
     labels = label_set(cfg, raw["train"])
     train_texts = [text for name in ("train", *batches) for text in _texts(raw[name], cfg.task)]
-    checks = {name: _frames_and_rules(name, location, raw[name], labels, train_texts, cfg)
+    checks = {name: frames_and_rules(name, location, raw[name], labels, train_texts, cfg)
               for name, location in locations.items()}
     reports = Path(paths.reports) / "ingest"
     with tempfile.TemporaryDirectory(prefix=".ingest-docs-", dir=_ensure(reports.parent)) as scratch:

@@ -69,6 +69,7 @@ def test_fgm_without_gradient_is_a_no_op(tiny_bert):
 
 @pytest.mark.parametrize("option", [{"peft": "lora"}, {"peft": "bitfit"}, {"fgm_epsilon": 1.0}])
 def test_finetune_options_save_a_plain_model(workspace, option):
+    from tasks.augment import run_augment
     from tasks.finetune import run_finetune
     from tasks.ingest import run_ingest
     from tasks.pretrain import run_pretrain
@@ -78,6 +79,7 @@ def test_finetune_options_save_a_plain_model(workspace, option):
     raw["finetune"].update(epochs=2, **option)
     params = parse_params(raw)
     run_ingest(params)
+    run_augment(params)
     run_pretrain(params)
     metrics = run_finetune(params)
     model = modeling.load_classifier("models/finetune", LABELS)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import make_workspace, run, use_classification
+from tasks import STAGE_ORDER
 from tinynlp import quantization
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def evaluate_metrics(workspace: Path) -> dict:
     return json.loads((workspace / "reports/evaluate/metrics.json").read_text())
 
 
-STAGES = ("ingest", "pretrain", "finetune", "prune", "distill", "quantize", "evaluate")
+STAGES = STAGE_ORDER
 
 
 def states_of(*cached: str) -> dict:
@@ -91,7 +92,7 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
     # Changing one stage's params re-runs that stage and its descendants only.
     set_param(by_prefect, "finetune", "learning_rate", 5e-3)
     _, states = run_flow(by_prefect, monkeypatch)
-    assert states == states_of("ingest", "pretrain")
+    assert states == states_of("ingest", "augment", "pretrain")
     assert dvc_clean(by_prefect)
 
     # After dvc repro, the flow hits the same cache.

@@ -26,6 +26,7 @@ class PathsConfig(_Section):
     dev: str = Field(description="raw dev split, used for early stopping")
     test: str = Field(description="raw test split, used only by evaluate")
     ingested: str = "data/ingest"
+    augmented: str = Field("data/augment", description="training split with augmented rows (a copy when off)")
     corpus: str = Field("data/ingest", description="MLM text: validated splits dir, a .txt file or a dir of .txt")
     tokenizer: str = "models/tokenizer"
     pretrained: str = "models/pretrain"
@@ -68,6 +69,72 @@ class IngestConfig(_Section):
             raise ValueError("format 'conll' holds NER data, not classification")
         if self.min_length > self.max_length:
             raise ValueError("min_length is greater than max_length")
+        return self
+
+
+class EdaConfig(_Section):
+    """Text classification (Wei & Zou 2019): share of a text's words each operation changes."""
+
+    synonym_replacement: float = Field(0.1, ge=0, le=1)
+    random_insertion: float = Field(0.1, ge=0, le=1)
+    random_swap: float = Field(0.1, ge=0, le=1)
+    random_deletion: float = Field(0.1, ge=0, le=1, description="probability that each word is deleted")
+
+
+class NerAugmentConfig(_Section):
+    """NER (Dai & Adel 2020): probability per token, mention or segment."""
+
+    label_wise_replacement: float = Field(0.3, ge=0, le=1, description="a token becomes one with the same tag")
+    mention_replacement: float = Field(0.3, ge=0, le=1, description="a mention becomes another of its type")
+    shuffle_within_segments: float = Field(0.3, ge=0, le=1, description="tokens of one label run are shuffled")
+    synonym_replacement: float = Field(0.3, ge=0, le=1, description="an O token becomes a synonym")
+
+
+class NoiseConfig(_Section):
+    """Robustness noise, per word; 0 leaves the method out."""
+
+    typos: float = Field(0.0, ge=0, le=1, description="keyboard-neighbour, dropped or doubled character")
+    casing: float = Field(0.0, ge=0, le=1, description="lower / upper / title case")
+
+
+class SynonymConfig(_Section):
+    neighbours: int = Field(5, ge=1, description="nearest whole words kept per word")
+    min_similarity: float = Field(0.45, ge=-1, le=1, description="cosine of input embeddings")
+
+
+class BackTranslationConfig(_Section):
+    """Classification only; a pair of seq2seq models by hub name or local dir, e.g.
+    Helsinki-NLP/opus-mt-en-de and Helsinki-NLP/opus-mt-de-en. Empty: off."""
+
+    forward: str = ""
+    backward: str = ""
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(128, ge=8)
+    num_beams: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "BackTranslationConfig":
+        if bool(self.forward) != bool(self.backward):
+            raise ValueError("back_translation needs both a forward and a backward model, or neither")
+        return self
+
+
+class AugmentConfig(_Section):
+    enabled: bool = False
+    seed: int = 42
+    copies: int = Field(1, ge=1, description="augmented copies per training example; each applies one method")
+    splits: tuple[str, ...] = Field(("train",), description="splits augmented: only train (dev/test measure)")
+    eda: EdaConfig = EdaConfig()
+    ner: NerAugmentConfig = NerAugmentConfig()
+    noise: NoiseConfig = NoiseConfig()
+    synonyms: SynonymConfig = SynonymConfig()
+    back_translation: BackTranslationConfig = BackTranslationConfig()
+
+    @model_validator(mode="after")
+    def _never_dev_or_test(self) -> "AugmentConfig":
+        if set(self.splits) - {"train"}:
+            raise ValueError(f"only the train split can be augmented (got {list(self.splits)}): dev and test "
+                             "measure the model on real data")
         return self
 
 
@@ -267,6 +334,7 @@ class RetrainConfig(_Section):
 class Params(_Section):
     paths: PathsConfig
     ingest: IngestConfig = IngestConfig()
+    augment: AugmentConfig = AugmentConfig()
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     prune: PruneConfig = PruneConfig()
