@@ -7,6 +7,8 @@
     tinynlp drift FILE                               a labelled batch against the promoted model's data
     tinynlp retrain [FILE ...] [--force]             the retraining flow (default: files in paths.incoming)
     tinynlp deploy [--apply]                         serve (or only register) the scheduled retraining
+    tinynlp serve [--model DIR] [--port 8000]        the promoted model over HTTP (POST /predict)
+    tinynlp report [--rev REV [--against REV]]       the latest run's tables, or `dvc metrics diff`
 
 Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run),
 5 drift found (`tinynlp drift`).
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", default="models/promoted", help="promoted model directory")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    predict.add_argument("--chunk", type=int, default=1024,
+                         help="texts read and predicted at a time (memory stays flat on long files)")
     drift = commands.add_parser("drift", help="test a batch file for drift against the promoted model's data")
     drift.add_argument("file")
     drift.add_argument("--params", default="params.yaml")
@@ -42,7 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     retrain.add_argument("--force", action="store_true", help="retrain even without drift")
     deploy = commands.add_parser("deploy", help="serve the retraining flow on the cron in params.yaml")
     deploy.add_argument("--apply", action="store_true", help="only register the deployment")
+    serve = commands.add_parser("serve", help="serve the promoted model over HTTP (POST /predict, GET /health)")
+    serve.add_argument("--model", default="models/promoted", help="promoted model directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    report = commands.add_parser("report", help="print the latest run's tables, or metrics of one revision "
+                                                "against another")
+    report.add_argument("--rev", help="git revision to compare from (wraps `dvc metrics diff`)")
+    report.add_argument("--against", help="revision to compare to (default: the workspace)")
+    report.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    if args.command in ("serve", "report"):
+        from flows.report_cli import main as run_report
+        from flows.serve_cli import main as run_serve
+        from tinynlp.logs import configure_logging
+
+        configure_logging()
+        return (run_serve if args.command == "serve" else run_report)(args)
     if args.command == "drift":
         from flows.drift_cli import main as run_drift
         return run_drift(args)

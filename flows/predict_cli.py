@@ -2,25 +2,31 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from tinynlp.errors import ConfigError, DataValidationError, Violation
 
 
-def read_texts(path: str) -> list[str]:
-    """Non-empty lines of a UTF-8 file ('-' for stdin); undecodable bytes are named by line."""
-    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    texts = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        try:
-            text = line.decode("utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise DataValidationError([Violation(path, "utf-8", f"not valid UTF-8 ({exc.reason})", [number])]) from None
-        if text:
-            texts.append(text)
-    return texts
+def read_texts(path: str) -> Iterator[str]:
+    """Non-empty lines of a UTF-8 file ('-' for stdin), read lazily; undecodable bytes are named
+    by line."""
+    stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
+    try:
+        for number, line in enumerate(stream, start=1):
+            try:
+                text = line.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise DataValidationError([Violation(path, "utf-8", f"not valid UTF-8 ({exc.reason})",
+                                                     [number])]) from None
+            if text:
+                yield text
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def format_result(text: str, result) -> str:
@@ -33,12 +39,16 @@ def format_result(text: str, result) -> str:
 def main(args) -> int:
     from tinynlp.predict import Predictor
 
+    if not args.texts and not args.file:
+        print("tinynlp predict: give texts as arguments or --file", file=sys.stderr)
+        return 2
     try:
-        texts = list(args.texts) + (read_texts(args.file) if args.file else [])
-        if not texts:
-            print("tinynlp predict: give texts as arguments or --file", file=sys.stderr)
-            return 2
+        if args.file and args.file != "-" and not Path(args.file).is_file():
+            raise FileNotFoundError(2, "not found", args.file)
         predictor = Predictor(args.model, args.threads)
+        texts = itertools.chain(args.texts, read_texts(args.file) if args.file else [])
+        for text, result in predictor.stream(texts, args.chunk):
+            print(format_json(text, result) if args.json else format_result(text, result))
     except FileNotFoundError as exc:
         print(f"tinynlp predict: {exc.filename}: file not found", file=sys.stderr)
         return 2
@@ -48,11 +58,15 @@ def main(args) -> int:
     except DataValidationError as exc:
         print(f"tinynlp predict: {exc}", file=sys.stderr)
         return 3
-    for text, result in zip(texts, predictor.predict(texts)):
-        if args.json:
-            payload = [dataclasses.asdict(e) for e in result] if isinstance(result, list) else dataclasses.asdict(result)
-            key = "entities" if isinstance(result, list) else "prediction"
-            print(json.dumps({"text": text, key: payload}, ensure_ascii=False))
-        else:
-            print(format_result(text, result))
     return 0
+
+
+def as_record(text: str, result) -> dict:
+    """One prediction as JSON-ready data: {"text", "entities"} (NER) or {"text", "prediction"}."""
+    if isinstance(result, list):
+        return {"text": text, "entities": [dataclasses.asdict(e) for e in result]}
+    return {"text": text, "prediction": dataclasses.asdict(result)}
+
+
+def format_json(text: str, result) -> str:
+    return json.dumps(as_record(text, result), ensure_ascii=False)

@@ -75,3 +75,27 @@ def test_cli_prints_json_and_names_bad_lines(tiny_bert, tmp_path, capsys):
     texts.write_bytes(b"fine line\n\xff\xfe broken\n")
     assert cli(["predict", "--model", str(model), "--file", str(texts)]) == 3
     assert f"{texts} line 2: rule 'utf-8'" in capsys.readouterr().err
+
+
+def test_streaming_in_chunks_equals_one_call(tiny_bert, tmp_path):
+    predictor = Predictor(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS))
+    texts = [f"Alice met Bob in Paris {i} ." if i % 3 else "nothing happened ." for i in range(10)]
+    streamed = list(predictor.stream(iter(texts), chunk=3))
+    assert [text for text, _ in streamed] == texts
+    assert [result for _, result in streamed] == predictor.predict(texts)
+
+
+def test_http_server_predicts_and_refuses_oversized_requests(tiny_bert, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from flows import serve_cli
+
+    client = TestClient(serve_cli.build_app(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)))
+    assert client.get("/health").json()["task"] == "ner"
+    response = client.post("/predict", json={"texts": ["Alice lives in Paris .", "nothing ."]})
+    assert response.status_code == 200
+    assert [r["text"] for r in response.json()["results"]] == ["Alice lives in Paris .", "nothing ."]
+    assert all(isinstance(r["entities"], list) for r in response.json()["results"])
+    assert client.post("/predict", json={"texts": []}).status_code == 422
+    monkeypatch.setattr(serve_cli, "MAX_TEXTS", 1)
+    assert client.post("/predict", json={"texts": ["a", "b"]}).status_code == 413

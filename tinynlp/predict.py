@@ -2,11 +2,12 @@
 into entities (NER) or labels (classification) with scores for raw text."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -72,6 +73,13 @@ class Predictor:
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.runner = OnnxRunner(directory / MODEL_FILE, threads or available_cores())
         self.batch_size = batch_size
+
+    def stream(self, texts: Iterable[str], chunk: int = 1024) -> Iterator[tuple[str, list[Entity] | Label]]:
+        """(text, result) for any number of texts, `chunk` at a time: memory stays flat however
+        long the input is, and results appear while the rest is still being read."""
+        iterator = iter(texts)
+        while batch := list(itertools.islice(iterator, chunk)):
+            yield from zip(batch, self.predict(batch))
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
         if self.meta["task"] == "ner":

@@ -1,0 +1,27 @@
+"""`tinynlp report`: the latest run's tables, and one DVC revision's metrics against another."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import run
+from flows.cli import main as cli
+
+
+def test_report_prints_latest_tables_and_wraps_dvc_metrics_diff(workspace, capsys):
+    assert cli(["report"]) == 2 and "run the pipeline first" in capsys.readouterr().err
+    evaluate = Path("reports/evaluate")
+    evaluate.mkdir(parents=True)
+    (evaluate / "metrics.md").write_text("| variant | f1 |\n|---|---|\n| finetune | 0.5 |\n")
+    (evaluate / "metrics.json").write_text(json.dumps({"test_entity_f1": 0.5}))
+    assert cli(["report"]) == 0 and "| finetune | 0.5 |" in capsys.readouterr().out
+
+    run(["git", "add", "-A"], workspace)
+    run(["git", "commit", "-qm", "first run"], workspace)
+    (evaluate / "metrics.json").write_text(json.dumps({"test_entity_f1": 0.6}))
+    assert cli(["report", "--rev", "HEAD"]) == 0
+    out = capsys.readouterr().out
+    assert "HEAD -> workspace" in out and "test_entity_f1" in out and "0.6" in out and "0.1" in out
+    assert cli(["report", "--rev", "no-such-rev"]) == 1
+    assert "dvc metrics diff failed" in capsys.readouterr().err
