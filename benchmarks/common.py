@@ -23,6 +23,7 @@ def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT /
     for key in ("ingested", "augmented", "tokenizer", "pretrained", "model", "pruned", "distilled", "quantized",
                 "promoted", "checkpoints", "reports"):
         raw["paths"][key] = str(workdir / raw["paths"][key])
+    raw["paths"]["allow_outside"] = [*raw["paths"].get("allow_outside", []), str(workdir)]
     if raw["paths"]["corpus"] == "data/ingest":
         raw["paths"]["corpus"] = raw["paths"]["ingested"]
     for section, values in (overrides or {}).items():

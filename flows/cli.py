@@ -1,6 +1,6 @@
 """`tinynlp`: one console entry point over the same shells.
 
-    tinynlp run   [--force]                          the DAG as a Prefect flow (reads params.yaml)
+    tinynlp run   [--force] [--task-runner R]        the DAG as a Prefect flow (reads params.yaml)
     tinynlp stage NAME [--params params.yaml]        one stage, as `dvc repro` runs it
     tinynlp predict [TEXT ...] [--file F] [--model DIR] [--json]
                                                      the promoted model on text (one text per line in F)
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the whole DAG as a Prefect flow")
     run.add_argument("--force", action="store_true", help="run every stage even if up to date")
+    run.add_argument("--task-runner", choices=("sequential", "threads", "dask", "ray"),
+                     help="override execution.task_runner: independent stages at once on threads, Dask or Ray")
     stage = commands.add_parser("stage", help="run one stage (what dvc.yaml runs)")
     stage.add_argument("name", choices=STAGE_ORDER)
     stage.add_argument("--params", default="params.yaml")
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_predict(args)
     if args.command == "run":
         from flows.pipeline import main as run_flow
-        return run_flow(["--force"] if args.force else [])
+        return run_flow([*(["--force"] if args.force else []),
+                         *(["--task-runner", args.task_runner] if args.task_runner else [])])
     from tasks.__main__ import main as run_stage
     return run_stage([args.name, "--params", args.params])
 

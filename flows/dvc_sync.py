@@ -18,16 +18,20 @@ def _repo(root: str | Path = "."):
 
 
 def _dvc_locked(func):
-    """DVC's own lock (held by a running `dvc repro`) surfaces as the workspace being busy."""
+    """One DVC call at a time from this flow's concurrent stage tasks (threads or Dask worker
+    processes: DVC's own repo lock refuses, rather than waits for, a second caller); DVC's lock
+    held by someone else (a running `dvc repro`) surfaces as the workspace being busy."""
     import functools
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(stage: str, root: str | Path = "."):
         from dvc.lock import LockError
+        from filelock import FileLock
 
         from tasks.lock import WorkspaceBusyError
         try:
-            return func(*args, **kwargs)
+            with FileLock(str(Path(root) / ".dvc" / "tmp" / "tinynlp-sync.lock")):
+                return func(stage, root)
         except LockError as exc:
             raise WorkspaceBusyError(f"DVC is busy in this workspace (a `dvc repro` is running?): {exc}") from None
     return wrapper
@@ -48,6 +52,7 @@ def commit_stage(stage: str, root: str | Path = ".") -> None:
         repo.commit(stage, force=True)
 
 
+@_dvc_locked
 def stage_metrics(stage: str, root: str | Path = ".") -> dict:
     """The metrics files a stage declares in dvc.yaml, read back (what a cached run returns)."""
     with _repo(root) as repo:

@@ -20,11 +20,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import dvc_sync
 from tasks import STAGE_ORDER, stage_function
 from tasks.lock import WorkspaceBusyError, workspace_lock
-from tinynlp.config import load_params
+from tinynlp.config import ExecutionConfig, Params, load_params
 from tinynlp.errors import DataValidationError, ConfigError
 from tinynlp.logs import configure_logging
 
@@ -44,11 +45,6 @@ def _run_stage(stage: str, force: bool = False):
     metrics = stage_function(stage)(load_params(PARAMS_FILE))
     dvc_sync.commit_stage(stage)
     return metrics
-
-
-def _value(returned):
-    """A task that was skipped returns its Cached state; one that ran returns its metrics."""
-    return returned.result() if isinstance(returned, State) else returned
 
 
 def _no_retry_on_bad_input(task, task_run, state) -> bool:
@@ -74,19 +70,54 @@ def _stage_task(stage: str):
 stage_tasks = {stage: _stage_task(stage) for stage in STAGE_ORDER}
 
 
-@flow(name="pipeline", log_prints=True)
+def task_runner(cfg: ExecutionConfig):
+    """The Prefect task runner `execution.task_runner` names. 'sequential' is a one-thread pool:
+    the same code path as the concurrent runners, one stage at a time."""
+    if cfg.task_runner in ("sequential", "threads"):
+        return ThreadPoolTaskRunner(max_workers=1 if cfg.task_runner == "sequential" else cfg.max_workers)
+    try:
+        if cfg.task_runner == "dask":
+            from prefect_dask import DaskTaskRunner
+
+            if cfg.address:
+                return DaskTaskRunner(address=cfg.address)
+            # one single-threaded worker process per stage: torch sets its own threads inside
+            return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.max_workers, "threads_per_worker": 1,
+                                                  "processes": True, "dashboard_address": None})
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=cfg.address or None)
+    except ImportError as exc:
+        raise ConfigError(f"execution.task_runner: {cfg.task_runner} needs the package "
+                          f"prefect-{cfg.task_runner} ({exc}); pip install prefect-{cfg.task_runner}") from None
+
+
+def configured(params: Params):
+    """The pipeline flow on the task runner that params name."""
+    return pipeline.with_options(task_runner=task_runner(params.execution))
+
+
+@flow(name="pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def pipeline(force: bool = False) -> dict:
-    load_params(PARAMS_FILE)  # reject bad params before any stage starts
+    params = load_params(PARAMS_FILE)  # reject bad params before any stage starts
+    retry = {"retries": params.execution.retries, "retry_delay_seconds": params.execution.retry_delay_seconds}
+    stages = {name: stage_task.with_options(**retry) for name, stage_task in stage_tasks.items()}
     with workspace_lock():
-        ingest = stage_tasks["ingest"](force)
-        augment = stage_tasks["augment"](force, wait_for=[ingest])
-        pretrain = stage_tasks["pretrain"](force, wait_for=[ingest])
-        finetune = stage_tasks["finetune"](force, wait_for=[augment, pretrain])
-        prune = stage_tasks["prune"](force, wait_for=[finetune])
-        distill = stage_tasks["distill"](force, wait_for=[finetune])
-        quantize = stage_tasks["quantize"](force, wait_for=[prune, distill])
-        metrics = _value(stage_tasks["evaluate"](force, wait_for=[quantize]))
-    reports = Path(load_params(PARAMS_FILE).paths.reports)
+        # submitted in DAG order; the task runner runs what is ready at the same time (augment and
+        # pretrain; prune and distill)
+        ingest = stages["ingest"].submit(force)
+        augment = stages["augment"].submit(force, wait_for=[ingest])
+        pretrain = stages["pretrain"].submit(force, wait_for=[ingest])
+        finetune = stages["finetune"].submit(force, wait_for=[augment, pretrain])
+        prune = stages["prune"].submit(force, wait_for=[finetune])
+        distill = stages["distill"].submit(force, wait_for=[finetune])
+        quantize = stages["quantize"].submit(force, wait_for=[prune, distill])
+        evaluate = stages["evaluate"].submit(force, wait_for=[quantize])
+        # in DAG order, so a failure surfaces as its own error (bad data: DataValidationError)
+        for future in (ingest, augment, pretrain, finetune, prune, distill, quantize):
+            future.result()
+        metrics = evaluate.result()
+    reports = Path(params.paths.reports)
     create_markdown_artifact(markdown=(reports / "augment" / "report.md").read_text(encoding="utf-8"),
                              key="augment-report", description="rows each augmentation method added, with examples")
     table = (reports / "evaluate" / "metrics.md").read_text(encoding="utf-8")
@@ -99,8 +130,17 @@ def pipeline(force: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="run every stage even if up to date")
+    parser.add_argument("--task-runner", choices=("sequential", "threads", "dask", "ray"),
+                        help="override execution.task_runner from params.yaml")
     args = parser.parse_args(argv)
-    return run_from_cli(lambda: pipeline(args.force, return_state=True))
+
+    def start() -> State:
+        params = load_params(PARAMS_FILE)
+        if args.task_runner:
+            params = params.model_copy(update={"execution": params.execution.model_copy(
+                update={"task_runner": args.task_runner})})
+        return configured(params)(args.force, return_state=True)
+    return run_from_cli(start)
 
 
 def run_from_cli(start: Callable[[], State]) -> int:
@@ -108,10 +148,11 @@ def run_from_cli(start: Callable[[], State]) -> int:
     configure_logging()
     try:
         load_params(PARAMS_FILE)
+        state = start()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    return exit_code(start())
+    return exit_code(state)
 
 
 def exit_code(state: State) -> int:

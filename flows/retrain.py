@@ -26,14 +26,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.drift_cli import signal_rows
-from flows.pipeline import PARAMS_FILE, pipeline, run_from_cli
+from flows.pipeline import PARAMS_FILE, configured, run_from_cli
 from tasks import retrain as batches
 from tasks.common import read_split
 from tasks.drift import run_drift
 from tasks.ingest import validate_batch
 from tasks.lock import workspace_lock
 from tinynlp.atomic import atomic_write_json
-from tinynlp.config import Params, load_params
+from tinynlp.config import Params, allowed_roots, load_params
 from tinynlp.errors import PipelineError
 from tinynlp.modeling import available_cores
 from tinynlp.reporting import markdown_table
@@ -226,7 +226,8 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
     params = load_params(PARAMS_FILE)
     with workspace_lock(nested_runs=True):  # the pipeline flow below runs inside this lock
         from_incoming = not files
-        paths = [Path(f) for f in files] if files else batches.incoming_files(params.paths.incoming)
+        paths = ([Path(f) for f in files] if files  # named on the command line: explicit, allowed
+                 else batches.incoming_files(params.paths.incoming, allowed_roots(params.paths)))
         if not paths:
             log.info("retrain: nothing in %s", params.paths.incoming)
             return {"outcome": "no data"}
@@ -249,7 +250,7 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
             shutil.copytree(params.paths.promoted, champion, dirs_exist_ok=True)
             holdout = new_data_version(params, paths, batch, from_incoming)
             try:
-                pipeline(force=False)
+                configured(params)(force=False)
                 comparison = compare(params, champion, holdout)
             except BaseException:
                 _restore_champion(params, branch, batch)

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import IngestConfig, Params
-from tinynlp.readers import read_conll, read_hf, read_table
+from tinynlp.errors import DataValidationError
+from tinynlp.readers import read_conll, read_hf, read_table, table_columns
 from tinynlp.tagging import bio_labels, entity_type
 from tinynlp import validation
 
@@ -84,11 +85,31 @@ def validate_batch(location: str | Path, params: Params, docs_dir: str | Path):
     set (a malformed batch is rejected here, before any drift test); its records on success."""
     cfg = params.ingest
     data = read_split(str(location), cfg)
+    check_batch_columns(location, params)
     labels = json.loads((Path(params.paths.ingested) / "labels.json").read_text(encoding="utf-8"))["labels"]
     outcome = validation.run_suites({"batch": frames_and_rules("train", str(location), data, labels, None, cfg)},
                                     docs_dir)
     validation.raise_for(outcome)
     return data
+
+
+def check_batch_columns(location: str | Path, params: Params) -> None:
+    """A drifted schema: a classification batch with columns the raw training split does not have
+    (another export, a new source) is refused rather than silently reduced to text and label.
+    Fewer columns are fine (the required ones were checked on reading); NER files name no columns."""
+    cfg, train = params.ingest, params.paths.train
+    if cfg.task != "classification" or cfg.format == "hf" or cfg.columns:
+        return  # header-less layouts: a different field count is already a consistent_columns error
+    if not Path(train).is_file():
+        log.warning("batch %s: schema not compared, the raw training split %s is not a local file", location, train)
+        return
+    known = table_columns(train, cfg.format, cfg.columns)
+    batch = table_columns(location, cfg.format, cfg.columns)
+    new = {name: line for name, line in batch.items() if name not in known}
+    if new:
+        raise DataValidationError.single(
+            str(location), "schema_matches_train", f"column(s) {list(new)} that the training split {train} does not "
+            f"have (its columns: {list(known)}; the batch's: {list(batch)})", sorted(set(new.values())), list(new))
 
 
 def run_ingest(params: Params) -> dict:

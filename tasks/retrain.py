@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tinynlp.atomic import atomic_write_text
-from tinynlp.config import IngestConfig, Params
+from tinynlp.config import IngestConfig, Params, escapes
 from tinynlp.errors import ConfigError
 from tinynlp.heads import ModelSpec, head_for
 from tinynlp.inference import predict_logits
@@ -27,12 +27,18 @@ SUFFIXES = {"conll": ".conll", "tsv": ".tsv", "csv": ".csv", "jsonl": ".jsonl"}
 IGNORED = {"README.md", ".gitignore", ".gitkeep"}
 
 
-def incoming_files(incoming_dir: str | Path) -> list[Path]:
-    """Files waiting in the incoming folder (its README and hidden files aside), oldest name first."""
+def incoming_files(incoming_dir: str | Path, roots: list[Path] | None = None) -> list[Path]:
+    """Files waiting in the incoming folder (its README and hidden files aside), oldest name first.
+    A file that leads outside `roots` (a symlink dropped into the folder) is refused."""
     folder = Path(incoming_dir)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in IGNORED and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in IGNORED and not p.name.startswith("."))
+    for path in files:
+        if roots and (target := escapes(path, roots)) is not None:
+            raise ConfigError(f"{path}: leads to {target}, outside the workspace; a batch in {folder} must be a "
+                              "file inside it (or under paths.allow_outside)")
+    return files
 
 
 def read_batch(files: list[Path], cfg: IngestConfig):

@@ -93,7 +93,8 @@ def test_pretrain_corpus_may_be_the_ingest_output_before_it_exists(tmp_path, mon
     monkeypatch.chdir(ROOT)
     raw = copy.deepcopy(DEFAULTS)
     raw["pretrain"]["enabled"] = True
-    raw["paths"].update(ingested=str(tmp_path / "not-yet"), corpus=str(tmp_path / "not-yet"))
+    raw["paths"].update(ingested=str(tmp_path / "not-yet"), corpus=str(tmp_path / "not-yet"),
+                        allow_outside=[str(tmp_path)])
     assert parse_params(raw).pretrain.enabled
     raw["paths"]["corpus"] = str(tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match="paths.corpus: not found"):

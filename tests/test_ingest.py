@@ -196,7 +196,8 @@ def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):
     raw = yaml.safe_load((ROOT / "examples/params/sst2.yaml").read_text())
     monkeypatch.chdir(ROOT)
     params = parse_params(raw)
-    raw["paths"].update(ingested=str(tmp_path / "ingest"), reports=str(tmp_path / "reports"))
+    raw["paths"].update(ingested=str(tmp_path / "ingest"), reports=str(tmp_path / "reports"),
+                        allow_outside=[*raw["paths"]["allow_outside"], str(tmp_path)])
     metrics = run_ingest(parse_params(raw))
     assert params.ingest.task == "classification"
     assert (metrics["train_rows"], metrics["train_classes"]) == (60614, 2)

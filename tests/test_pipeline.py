@@ -18,19 +18,22 @@ pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
 
 
-def run_flow(workspace: Path, monkeypatch) -> tuple[dict, dict]:
-    """Run the flow in `workspace`; return its metrics and {task name: final state name}."""
+def task_runs(state) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+
+
+def run_flow(workspace: Path, monkeypatch, flow=None) -> tuple[dict, dict]:
+    """Run the flow in `workspace`; return its metrics and {task name: final state name}."""
     from flows.pipeline import pipeline
 
     monkeypatch.chdir(workspace)
-    state = pipeline(return_state=True)
+    state = (flow or pipeline)(return_state=True)
     assert state.is_completed(), state
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    return state.result(), {r.name: r.state.name for r in runs}
+    return state.result(), {r.name: r.state.name for r in task_runs(state)}
 
 
 def evaluate_metrics(workspace: Path) -> dict:
@@ -184,3 +187,26 @@ def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, pref
         state.result()
     assert not (workspace / "data/ingest").exists()
 
+
+
+def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    """prune and distill on two Dask worker processes at the same time; their DVC commits are
+    serialised, so dvc.lock ends consistent and `dvc repro` has nothing to do."""
+    from flows.pipeline import configured
+    from tinynlp.config import load_params
+
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    set_param(workspace, "execution", "task_runner", "dask")
+    monkeypatch.chdir(workspace)
+    flow = configured(load_params("params.yaml"))
+    state = flow(return_state=True)
+    assert state.is_completed(), state
+    runs = {r.name: r for r in task_runs(state)}
+    assert {name: r.state.name for name, r in runs.items()} == states_of()
+    prune, distill = runs["prune"], runs["distill"]
+    assert prune.start_time < distill.end_time and distill.start_time < prune.end_time, "not concurrent"
+    assert state.result()["test_entity_f1"] > 0
+    assert dvc_clean(workspace)
+    assert "Data and pipelines are up to date" in run(DVC + ["repro"], workspace).stdout
+    _, states = run_flow(workspace, monkeypatch, flow)  # again: every stage Cached
+    assert states == states_of("all")

@@ -16,6 +16,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `target` in one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
@@ -30,6 +31,19 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     os.replace(staging, target)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def recover(target: str | os.PathLike) -> bool:
+    """A process killed between the two renames of `atomic_dir` leaves the target missing and the
+    last good version aside as `.name.old-<pid>`: put it back (True when it did)."""
+    target = Path(target)
+    retired = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if target.exists() or not retired:
+        return False
+    os.replace(retired[-1], target)
+    for leftover in retired[:-1]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

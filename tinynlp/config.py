@@ -39,6 +39,8 @@ class PathsConfig(_Section):
     incoming: str = Field("data/incoming", description="where the retraining flow looks for new batch files")
     checkpoints: str = "checkpoints"
     reports: str = "reports"
+    allow_outside: tuple[str, ...] = Field((), description="folders outside the workspace that paths may lead "
+                                                           "into (e.g. ../shared/data); nothing else may")
 
     def raw_splits(self) -> dict[str, str]:
         return {"train": self.train, "dev": self.dev, "test": self.test}
@@ -331,6 +333,17 @@ class RetrainConfig(_Section):
         return self
 
 
+class ExecutionConfig(_Section):
+    """How the Prefect flow runs the DAG: independent stages (augment and pretrain; prune and
+    distill) run at the same time on a thread pool, a Dask cluster or a Ray cluster."""
+
+    task_runner: Literal["sequential", "threads", "dask", "ray"] = "sequential"
+    max_workers: int = Field(2, ge=1, description="threads, or workers of a local Dask cluster")
+    address: str = Field("", description="dask/ray: address of a running cluster; empty: start a local one")
+    retries: int = Field(1, ge=0, description="retries of a stage that failed for a transient reason")
+    retry_delay_seconds: float = Field(5.0, ge=0)
+
+
 class Params(_Section):
     paths: PathsConfig
     ingest: IngestConfig = IngestConfig()
@@ -343,6 +356,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     drift: DriftConfig = DriftConfig()
     retrain: RetrainConfig = RetrainConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
 
 def _describe(error: dict) -> str:
@@ -362,6 +376,7 @@ def parse_params(raw: dict, source: str = "params.yaml", check_files: bool = Tru
         raise ConfigError(f"{source} is invalid:\n  {problems}") from None
     if check_files:
         _check_inputs_exist(params, source)
+        _check_inside_workspace(params, source)
     return params
 
 
@@ -376,6 +391,30 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, check_files: bool = Tr
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return parse_params(raw, str(path), check_files)
+
+
+def allowed_roots(paths: PathsConfig, root: Path | None = None) -> list[Path]:
+    """The workspace (the working directory: params paths are relative to it) and the folders
+    `paths.allow_outside` names, symlinks resolved."""
+    root = (root or Path.cwd()).resolve()
+    return [root] + [(root / extra).expanduser().resolve() for extra in paths.allow_outside]
+
+
+def escapes(location: str | os.PathLike, roots: list[Path]) -> Path | None:
+    """Where `location` really leads (`..` and symlinks resolved) when that is outside every root."""
+    resolved = Path(location).expanduser().resolve()
+    return None if any(resolved == r or r in resolved.parents for r in roots) else resolved
+
+
+def _check_inside_workspace(params: Params, source: str) -> None:
+    roots = allowed_roots(params.paths)
+    for name, value in params.paths.model_dump().items():
+        if name == "allow_outside" or value.startswith("hf://"):
+            continue
+        target = escapes(value.split("#", 1)[0], roots)
+        if target is not None:
+            raise ConfigError(f"{source}: paths.{name}: {value} leads to {target}, outside the workspace "
+                              f"{roots[0]}; add its folder to paths.allow_outside if that is intended")
 
 
 def _check_inputs_exist(params: Params, source: str) -> None:

@@ -4,6 +4,7 @@ Only safetensors weights are loaded and remote code is never trusted."""
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -42,16 +43,60 @@ def check_model_dir(path: str) -> None:
         pickles = [p.name for p in directory.glob("*.bin")] + [p.name for p in directory.glob("*.pt")]
         reason = f"only pickle weights {pickles}, which are refused" if pickles else "no *.safetensors weights"
         raise ConfigError(f"{directory}: {reason}; convert the checkpoint to safetensors")
-    tokenizer_files = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model")
-    if not any((directory / name).exists() for name in tokenizer_files):
-        raise ConfigError(f"{directory}: no tokenizer files ({', '.join(tokenizer_files)})")
+    for weights in sorted(directory.glob("*.safetensors")):
+        check_safetensors(weights)
+    check_tokenizer_files(directory)
+
+
+# A tokenizer's vocabulary: tokenizer_config.json alone loads as a tokenizer of special tokens only,
+# which turns every word into [UNK] without an error.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model", "*.spm")
+
+
+def check_tokenizer_files(directory: Path) -> None:
+    present = [p.name for pattern in VOCABULARY_FILES for p in directory.glob(pattern)]
+    if not present:
+        configs = [n for n in ("tokenizer_config.json", "special_tokens_map.json") if (directory / n).exists()]
+        found = f"; only {configs}, which hold no vocabulary" if configs else ""
+        raise ConfigError(f"{directory}: no tokenizer files (a vocabulary: {', '.join(VOCABULARY_FILES)}){found}; "
+                          "copy the tokenizer saved with the model")
+
+
+def check_safetensors(path: Path) -> None:
+    """The header (8-byte length, then JSON) must declare exactly the file's size: a copy cut short
+    (interrupted download, full disk, partial sync) is named with the byte counts before loading."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if length is None or 8 + length > size:
+            declared = "" if length is None else f", its header alone declares {8 + length}"
+            raise ConfigError(f"{path}: truncated safetensors file ({size} bytes{declared}); the checkpoint is "
+                              "incomplete: copy or download it again")
+        try:
+            header = json.loads(handle.read(length))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise ConfigError(f"{path}: corrupt safetensors header ({type(exc).__name__}: {exc})") from None
+    declared = 8 + length + end
+    if declared > size:
+        raise ConfigError(f"{path}: truncated safetensors file ({size} bytes, its header declares {declared}); "
+                          "the checkpoint is incomplete: copy or download it again")
+    if declared < size:
+        raise ConfigError(f"{path}: corrupt safetensors file ({size} bytes, its header declares {declared}: "
+                          f"{size - declared} bytes no tensor covers)")
 
 
 def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
     check_model_dir(source)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except Exception as exc:  # tokenizers raises plain Exception on a corrupt tokenizer.json
+        if not Path(source).is_dir():
+            raise
+        raise ConfigError(f"{source}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
     if not tokenizer.is_fast:
         raise ConfigError(f"{source}: a fast tokenizer is required (word alignment needs offsets)")
     return tokenizer

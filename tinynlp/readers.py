@@ -5,8 +5,6 @@ rules are checked afterwards by the Great Expectations suites in `validation`.""
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import zlib
 from dataclasses import dataclass
@@ -39,13 +37,12 @@ def read_text(path: str | Path) -> str:
         raise DataValidationError.single(str(path), "is_file", "expected a file, found a directory")
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DataValidationError.single(str(path), "readable_gzip", f"corrupt or truncated gzip ({exc})") from None
+        raw = _gunzip(path, raw)
     if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise DataValidationError.single(str(path), "text_file", "binary content (NUL byte)", [line])
+        at = raw.index(b"\x00")
+        line = raw[:at].count(b"\n") + 1
+        raise DataValidationError.single(str(path), "text_file", f"binary content (NUL byte at byte {at})", [line],
+                                         [raw[max(0, at - 4): at + 4].hex(" ")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -54,6 +51,27 @@ def read_text(path: str | Path) -> str:
         raise DataValidationError.single(str(path), "utf8_decodable", f"bytes that are not UTF-8 at byte {exc.start}",
                                          [line], [bad.hex(" ")]) from None
     return text.removeprefix("\ufeff")
+
+
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """gzip members one after another (as gzip.decompress), but a stream cut short is named with the
+    line it breaks off in, and a file that is not gzip at all says so."""
+    out, rest = [], raw
+    while rest:
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(stream.decompress(rest))
+        except zlib.error as exc:
+            raise DataValidationError.single(str(path), "readable_gzip", f"not a readable gzip stream ({exc})") from None
+        if not stream.eof:
+            text = b"".join(out)
+            line = max(1, text.count(b"\n") + (not text.endswith(b"\n")))
+            last = text.rstrip(b"\n").rsplit(b"\n", 1)[-1][-40:].decode("utf-8", "replace")
+            raise DataValidationError.single(
+                str(path), "readable_gzip", f"truncated gzip: the stream breaks off after {len(text)} decompressed "
+                f"bytes, in line {line}, without its end-of-stream marker", [line], [last] if last else [])
+        rest = stream.unused_data.lstrip(b"\x00")  # zero padding between or after members is allowed
+    return b"".join(out)
 
 
 def _lines(text: str) -> list[str]:
@@ -108,41 +126,84 @@ def normalise_tags(sentences: list[Sentence], scheme: Scheme) -> list[Sentence]:
 
 def read_table(path: str | Path, fmt: str, columns: Sequence[str], text_column: str,
                label_column: str) -> pd.DataFrame:
-    """A classification split as a frame with columns line, text, label (labels as strings)."""
-    text = read_text(path)
-    if fmt == "jsonl":
-        frame, first_line = _read_jsonl(path, text), 1
-    else:
-        frame, first_line = _read_delimited(path, text, fmt, columns)
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    """A classification split as a frame with columns line, text, label (labels as strings);
+    `line` is the line each row starts on, blank lines and quoted line breaks counted."""
+    header, header_line, lines, rows = _table(path, read_text(path), fmt, columns)
+    if not header and not rows:  # an empty file: the non_empty_split rule reports it, as for NER
+        header = [text_column, label_column]
+    missing = [c for c in (text_column, label_column) if c not in header]
     if missing:
         raise DataValidationError.single(str(path), "required_column", f"missing column(s) {missing}; "
-                                         f"found {list(frame.columns)}", [first_line])
-    if "line" not in frame.columns:
-        frame["line"] = range(first_line + 1, first_line + 1 + len(frame))
-    labels = [None if v is None or str(v) in _NULL_LABELS else str(v) for v in frame[label_column]]
-    texts = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[text_column]]
-    return pd.DataFrame({"line": frame["line"].astype(int).tolist(), "text": pd.Series(texts, dtype=object),
+                                         f"found {header}", [header_line])
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    labels = [None if row[label_at] is None or str(row[label_at]) in _NULL_LABELS else str(row[label_at])
+              for row in rows]
+    texts = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in (r[text_at] for r in rows)]
+    return pd.DataFrame({"line": pd.Series(lines, dtype=int), "text": pd.Series(texts, dtype=object),
                          "label": pd.Series(labels, dtype=object)})
 
 
-def _read_delimited(path, text: str, fmt: str, columns: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    options = dict(dtype=str, keep_default_na=False, na_filter=False, on_bad_lines="error")
-    if fmt == "tsv":
-        options.update(sep="\t", quoting=csv.QUOTE_NONE)
-    if columns:
-        options.update(header=None, names=list(columns))
+def table_columns(path: str | Path, fmt: str, columns: Sequence[str]) -> dict[str, int]:
+    """The column names a classification file carries, each with the line it first appears on: its
+    header (TSV/CSV), `columns` for a header-less layout, or every key its JSON lines use."""
+    header, header_line, lines, rows = _table(path, read_text(path), fmt, columns)
+    if fmt != "jsonl":
+        return {name: header_line for name in header}
+    return {name: next((n for n, row in zip(lines, rows) if row[i] is not None), header_line)
+            for i, name in enumerate(header)}
+
+
+def _table(path, text: str, fmt: str, columns: Sequence[str]) -> tuple[list[str], int, list[int], list[list]]:
+    """(column names, line of the header, start line of each row, rows as lists in column order)."""
+    if fmt == "jsonl":
+        return _read_jsonl(path, text)
+    return _read_delimited(path, text, fmt, columns)
+
+
+def _read_delimited(path, text: str, fmt: str, columns: Sequence[str]) -> tuple[list[str], int, list[int], list[list]]:
+    """TSV without quoting, or CSV with RFC 4180 quoting. Every row must have the header's number
+    of fields (or as many as `columns` names): a row with fewer or more is an error naming its line,
+    never a shifted column or a silently empty field."""
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # long rows go to the length rules
+    physical = _lines(text)
+    reader = csv.reader((line + "\n" for line in physical), **dialect)
+    header, header_line = (list(columns), 0) if columns else ([], 1)
+    lines, rows, ragged = [], [], []
+    end = 0
     try:
-        frame = pd.read_csv(io.StringIO(text), **options)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame(columns=list(columns))
-    except pd.errors.ParserError as exc:
-        raise DataValidationError.single(str(path), "consistent_columns", str(exc).strip()) from None
-    return frame, 0 if columns else 1
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if len(record) <= 1 and not "".join(record).strip():  # a blank or whitespace-only line
+                continue
+            if not header:
+                header, header_line = record, start
+                continue
+            if len(record) != len(header):
+                ragged.append((start, len(record)))
+                continue
+            lines.append(start)
+            rows.append(record)
+    except csv.Error as exc:
+        line = reader.line_num
+        raise DataValidationError.single(str(path), "csv_syntax", f"unreadable {fmt.upper()} ({exc})", [line],
+                                         [physical[line - 1]] if 0 < line <= len(physical) else []) from None
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise DataValidationError.single(str(path), "unique_columns", f"column name(s) {duplicated} occur more "
+                                         f"than once in {header}", [header_line])
+    if ragged:
+        source = "ingest.columns names" if columns else f"the header on line {header_line} has"
+        counts = sorted({n for _, n in ragged})
+        raise DataValidationError([Violation(
+            str(path), "consistent_columns", f"{len(ragged)} row(s) with {' or '.join(map(str, counts))} field(s) "
+            f"where {source} {len(header)} {header}",
+            [n for n, _ in ragged][:MAX_STRUCTURE_VIOLATIONS], [physical[n - 1] for n, _ in ragged[:5]])])
+    return header, header_line, lines, rows
 
 
-def _read_jsonl(path, text: str) -> pd.DataFrame:
-    rows, lines = [], []
+def _read_jsonl(path, text: str) -> tuple[list[str], int, list[int], list[list]]:
+    objects, lines = [], []
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
@@ -152,11 +213,10 @@ def _read_jsonl(path, text: str) -> pd.DataFrame:
             raise DataValidationError.single(str(path), "json_line", f"not valid JSON ({exc.msg})", [number], [line]) from None
         if not isinstance(row, dict):
             raise DataValidationError.single(str(path), "json_object", "each line must be a JSON object", [number], [line])
-        rows.append(row)
+        objects.append(row)
         lines.append(number)
-    frame = pd.DataFrame(rows)
-    frame["line"] = lines
-    return frame
+    header = list(dict.fromkeys(key for row in objects for key in row))
+    return header, lines[0] if lines else 1, lines, [[row.get(key) for key in header] for row in objects]
 
 
 def read_hf(location: str, task: str, text_column: str, label_column: str, scheme: Scheme):

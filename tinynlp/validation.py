@@ -170,7 +170,8 @@ def _record(outcome: ValidationOutcome, split: str, source: str, rule: Rule, res
         return
     index_rows = details.get("unexpected_index_list") or []
     lines = sorted({int(row["line"]) for row in index_rows if isinstance(row, dict) and "line" in row})
-    examples = [_plain(v) for v in (details.get("partial_unexpected_list") or [])][:EXAMPLES_SHOWN]
+    # a null rule's unexpected values are all None: no example says more than its line
+    examples = [_plain(v) for v in (details.get("partial_unexpected_list") or []) if v is not None][:EXAMPLES_SHOWN]
     if "unexpected_count" in details:
         detail = f"{details['unexpected_count']} row(s) break it ({rule.describe})"
     else:
