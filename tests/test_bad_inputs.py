@@ -25,7 +25,7 @@ import yaml
 
 from conftest import TRAIN, as_classification, make_workspace, use_classification
 from tasks.ingest import run_ingest, validate_batch
-from tinynlp.config import load_params
+from tinynlp.config import key_lines, load_params
 from tinynlp.errors import ConfigError, DataValidationError
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -95,8 +95,20 @@ def patch_params(changes: dict) -> None:
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def patch_params_from(name: str) -> None:
+def patch_params_from(name: str, key: tuple[str, ...]) -> dict:
+    """Merge a corpus file into params.yaml; the line the offending key landed on, for the message."""
     patch_params(yaml.safe_load((CORPUS / name).read_text()))
+    return {"line": key_lines(Path("params.yaml").read_text(), "params.yaml")[key]}
+
+
+def append_to_params(name: str) -> dict:
+    """Append a corpus file to params.yaml as text (merging would hide a key written twice)."""
+    first = key_lines(Path("params.yaml").read_text(), "params.yaml")[("finetune",)]
+    ends = Path("params.yaml").read_text().count("\n")
+    with open("params.yaml", "a") as params:
+        params.write((CORPUS / name).read_text())
+    again = ends + next(i for i, l in enumerate((CORPUS / name).read_text().splitlines(), 1) if l.startswith("finetune:"))
+    return {"first": first, "again": again}
 
 
 def good_train() -> bytes:
@@ -227,8 +239,8 @@ def corpus_case(kind, template, name, target, entry, error, *patterns) -> Case:
     return Case(kind, template, lambda: put(name, target), entry, error, patterns, (name,))
 
 
-def params_case(kind, name, *patterns) -> Case:
-    return Case(kind, "ner", lambda: patch_params_from(name), ingest, ConfigError, patterns, (name,))
+def params_case(kind, name, key, *patterns) -> Case:
+    return Case(kind, "ner", lambda: patch_params_from(name, key), ingest, ConfigError, patterns, (name,))
 
 
 CASES = [
@@ -303,17 +315,21 @@ CASES = [
           r"ingest\.columns names 2 \['label', 'text'\]; e\.g\. 'place,Zoe swims in Quito \.,twitter'",),
          ("clf_headerless_extra_column.csv",)),
     # --- params.yaml: rejected by load_params before the stage starts ------------------------------
-    params_case("params: unknown key", "params_unknown_key.yaml",
-                r"params\.yaml is invalid:\n  finetune\.lerning_rate: unknown key"),
-    params_case("params: wrong type", "params_wrong_type.yaml",
-                r"params\.yaml is invalid:\n  finetune\.epochs: Input should be a valid integer.*\(got 'three'\)"),
-    params_case("params: negative learning rate", "params_negative_lr.yaml",
+    params_case("params: unknown key", "params_unknown_key.yaml", ("finetune", "lerning_rate"),
+                r"params\.yaml is invalid:\n  finetune\.lerning_rate: unknown key \(line {line}\)"),
+    params_case("params: wrong type", "params_wrong_type.yaml", ("finetune", "epochs"),
+                r"params\.yaml is invalid:\n  finetune\.epochs: Input should be a valid integer.*\(got 'three'\) "
+                r"\(line {line}\)"),
+    params_case("params: negative learning rate", "params_negative_lr.yaml", ("finetune", "learning_rate"),
                 r"params\.yaml is invalid:\n  finetune\.learning_rate: Input should be greater than 0 "
-                r"\(got -0\.0001\)"),
-    params_case("wrong path", "params_wrong_path.yaml",
-                r"params\.yaml: paths\.train: file not found: data/raw/trian\.conll"),
-    params_case("directory where a file is expected", "params_directory.yaml",
-                r"params\.yaml: paths\.dev: expected a file, found a directory: data/raw"),
+                r"\(got -0\.0001\) \(line {line}\)"),
+    Case("params: a key written twice", "ner", lambda: append_to_params("params_duplicate_key.yaml"), ingest,
+         ConfigError, (r"params\.yaml:{again}: finetune: duplicate key \(first written at line {first}\); YAML would "
+                       r"keep only the last value",), ("params_duplicate_key.yaml",)),
+    params_case("wrong path", "params_wrong_path.yaml", ("paths", "train"),
+                r"params\.yaml:{line}: paths\.train: file not found: data/raw/trian\.conll"),
+    params_case("directory where a file is expected", "params_directory.yaml", ("paths", "dev"),
+                r"params\.yaml:{line}: paths\.dev: expected a file, found a directory: data/raw"),
     # --- models ------------------------------------------------------------------------------------
     Case("truncated safetensors checkpoint", "ner", truncated_checkpoint, pretrain, ConfigError,
          (r"downloads/tiny-bert/model\.safetensors: truncated safetensors file \({size} bytes, its header declares "

@@ -99,3 +99,28 @@ def test_pretrain_corpus_may_be_the_ingest_output_before_it_exists(tmp_path, mon
     raw["paths"]["corpus"] = str(tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match="paths.corpus: not found"):
         parse_params(raw)
+
+
+def test_errors_point_at_the_line_of_the_key(tmp_path):
+    """Problems name the line the key was written on; a missing key or a section-level rule points
+    at its section; a key written twice in one mapping is refused (YAML would keep the last)."""
+    path = tmp_path / "params.yaml"
+    path.write_text("paths:\n  train: a.conll\n\n# tuning\nfinetune:\n  epochs: 3\n  learnig_rate: 0.1\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_params(path, check_files=False)
+    message = str(error.value)
+    assert "finetune.learnig_rate: unknown key (line 7)" in message
+    assert "paths.dev: required key is missing (line 1)" in message
+
+    path.write_text("paths:\n  train: a.conll\nfinetune:\n  epochs: 3\n  seed: 1\n  epochs: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"params\.yaml:6: finetune\.epochs: duplicate key \(first written at "
+                                          r"line 4\)"):
+        load_params(path, check_files=False)
+
+
+def test_shipped_params_have_no_key_twice():
+    from tinynlp.config import key_lines
+
+    lines = key_lines((ROOT / "params.yaml").read_text(encoding="utf-8"), "params.yaml")
+    assert lines[("finetune",)] < lines[("finetune", "epochs")]

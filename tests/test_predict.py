@@ -64,6 +64,15 @@ def test_missing_promoted_model_is_a_clear_error(tmp_path):
         Predictor(tmp_path)
 
 
+def test_promoted_model_without_its_vocabulary_is_refused(tiny_bert, tmp_path):
+    """tokenizer_config.json alone loads as a tokenizer of special tokens: every word would be [UNK]."""
+    directory = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)
+    for vocabulary in ("tokenizer.json", "vocab.txt"):
+        (directory / vocabulary).unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match=r"ner: no tokenizer files .*only \['tokenizer_config\.json'"):
+        Predictor(directory)
+
+
 def test_cli_prints_json_and_names_bad_lines(tiny_bert, tmp_path, capsys):
     model = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)
     texts = tmp_path / "texts.txt"

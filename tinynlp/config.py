@@ -359,25 +359,74 @@ class Params(_Section):
     execution: ExecutionConfig = ExecutionConfig()
 
 
-def _describe(error: dict) -> str:
+KeyLines = dict[tuple[str, ...], int]
+
+
+class _Where:
+    """Where a key was written: `params.yaml:12` when the file's key lines are known, else the file."""
+
+    def __init__(self, source: str, lines: KeyLines | None = None):
+        self.source, self.lines = source, lines or {}
+
+    def line(self, key: tuple) -> int | None:
+        # a missing key or a section-level rule points at the nearest enclosing key that was written
+        for end in range(len(key), 0, -1):
+            if (found := self.lines.get(tuple(str(part) for part in key[:end]))) is not None:
+                return found
+        return None
+
+    def at(self, *key: str) -> str:
+        line = self.line(key)
+        return f"{self.source}:{line}" if line else self.source
+
+
+def _describe(error: dict, where: _Where) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    line = where.line(error["loc"])
+    suffix = f" (line {line})" if line else ""
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{key}: unknown key{suffix}"
     if error["type"] == "missing":
-        return f"{key}: required key is missing"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+        return f"{key}: required key is missing{suffix}"
+    return f"{key}: {error['msg']} (got {error.get('input')!r}){suffix}"
 
 
-def parse_params(raw: dict, source: str = "params.yaml", check_files: bool = True) -> Params:
+def parse_params(raw: dict, source: str = "params.yaml", check_files: bool = True,
+                 lines: KeyLines | None = None) -> Params:
+    where = _Where(source, lines)
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        problems = "\n  ".join(_describe(e, where) for e in exc.errors())
         raise ConfigError(f"{source} is invalid:\n  {problems}") from None
     if check_files:
-        _check_inputs_exist(params, source)
-        _check_inside_workspace(params, source)
+        _check_inputs_exist(params, where)
+        _check_inside_workspace(params, where)
     return params
+
+
+def key_lines(text: str, source: str) -> KeyLines:
+    """The line of every mapping key in a YAML document, by key path. A key written twice in one
+    mapping is refused: PyYAML would silently keep the last, so an edit could have no effect."""
+    lines: KeyLines = {}
+
+    def walk(node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, prefix + (str(index),))
+        if not isinstance(node, yaml.MappingNode):
+            return
+        for key_node, value_node in node.value:
+            key = prefix + (str(key_node.value),)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"{source}:{line}: {'.'.join(key)}: duplicate key (first written at line "
+                                  f"{lines[key]}); YAML would keep only the last value, so remove one")
+            lines[key] = line
+            walk(value_node, key)
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    return lines
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS, check_files: bool = True) -> Params:
@@ -385,12 +434,17 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, check_files: bool = Tr
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    try:
+        lines = key_lines(text, str(path))
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw, str(path), check_files)
+    return parse_params(raw, str(path), check_files, lines)
 
 
 def allowed_roots(paths: PathsConfig, root: Path | None = None) -> list[Path]:
@@ -406,34 +460,34 @@ def escapes(location: str | os.PathLike, roots: list[Path]) -> Path | None:
     return None if any(resolved == r or r in resolved.parents for r in roots) else resolved
 
 
-def _check_inside_workspace(params: Params, source: str) -> None:
+def _check_inside_workspace(params: Params, where: _Where) -> None:
     roots = allowed_roots(params.paths)
     for name, value in params.paths.model_dump().items():
         if name == "allow_outside" or value.startswith("hf://"):
             continue
         target = escapes(value.split("#", 1)[0], roots)
         if target is not None:
-            raise ConfigError(f"{source}: paths.{name}: {value} leads to {target}, outside the workspace "
+            raise ConfigError(f"{where.at('paths', name)}: paths.{name}: {value} leads to {target}, outside the workspace "
                               f"{roots[0]}; add its folder to paths.allow_outside if that is intended")
 
 
-def _check_inputs_exist(params: Params, source: str) -> None:
+def _check_inputs_exist(params: Params, where: _Where) -> None:
     for split, location in params.paths.raw_splits().items():
         if location.startswith("hf://"):
             continue
         local = Path(location.split("#", 1)[0])
         if not local.exists():
-            raise ConfigError(f"{source}: paths.{split}: file not found: {location}")
+            raise ConfigError(f"{where.at('paths', split)}: paths.{split}: file not found: {location}")
         if params.ingest.format == "hf":
             if not local.is_dir():
-                raise ConfigError(f"{source}: paths.{split}: expected a saved dataset directory: {location}")
+                raise ConfigError(f"{where.at('paths', split)}: paths.{split}: expected a saved dataset directory: {location}")
         elif not local.is_file():
-            raise ConfigError(f"{source}: paths.{split}: expected a file, found a directory: {location}")
+            raise ConfigError(f"{where.at('paths', split)}: paths.{split}: expected a file, found a directory: {location}")
     checkpoint = params.pretrain.checkpoint
     # "org/name" is a hub id; only explicit paths are required to exist here.
     if checkpoint.startswith((".", "/", "~")) and not Path(checkpoint).expanduser().is_dir():
-        raise ConfigError(f"{source}: pretrain.checkpoint: directory not found: {checkpoint}")
+        raise ConfigError(f"{where.at('pretrain', 'checkpoint')}: pretrain.checkpoint: directory not found: {checkpoint}")
     corpus = Path(params.paths.corpus)
     # The default corpus is the ingest stage's output, which exists only once ingest has run.
     if params.pretrain.enabled and corpus != Path(params.paths.ingested) and not corpus.exists():
-        raise ConfigError(f"{source}: paths.corpus: not found: {corpus}")
+        raise ConfigError(f"{where.at('paths', 'corpus')}: paths.corpus: not found: {corpus}")

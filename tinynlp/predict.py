@@ -60,7 +60,7 @@ class Predictor:
     def __init__(self, model_dir: str | Path, threads: int = 0, batch_size: int = 32):
         from transformers import AutoTokenizer
 
-        from tinynlp.modeling import available_cores
+        from tinynlp.modeling import available_cores, check_tokenizer_files
         from tinynlp.quantization import OnnxRunner
 
         directory = Path(model_dir)
@@ -70,7 +70,8 @@ class Predictor:
                               "run the pipeline first (dvc repro)")
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.labels = list(self.meta["labels"])
-        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        check_tokenizer_files(directory)  # else a config-only tokenizer maps every word to [UNK], silently
+        self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
         self.runner = OnnxRunner(directory / MODEL_FILE, threads or available_cores())
         self.batch_size = batch_size
 
