@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -17,10 +18,16 @@ def _repo(root: str | Path = "."):
     return Repo(str(root))
 
 
+# How long a stage task waits for DVC's repo lock. The flow holds the workspace lock, so whoever
+# else holds DVC's (a `dvc repro` between two stages, whose next stage command is refused) lets go
+# within seconds; a lock held for longer is a real conflict and is reported.
+DVC_LOCK_WAIT_SECONDS = 60.0
+
+
 def _dvc_locked(func):
     """One DVC call at a time from this flow's concurrent stage tasks (threads or Dask worker
     processes: DVC's own repo lock refuses, rather than waits for, a second caller); DVC's lock
-    held by someone else (a running `dvc repro`) surfaces as the workspace being busy."""
+    held by someone else for longer than DVC_LOCK_WAIT_SECONDS surfaces as the workspace being busy."""
     import functools
 
     @functools.wraps(func)
@@ -29,11 +36,19 @@ def _dvc_locked(func):
         from filelock import FileLock
 
         from tasks.lock import WorkspaceBusyError
-        try:
-            with FileLock(str(Path(root) / ".dvc" / "tmp" / "tinynlp-sync.lock")):
-                return func(stage, root)
-        except LockError as exc:
-            raise WorkspaceBusyError(f"DVC is busy in this workspace (a `dvc repro` is running?): {exc}") from None
+        deadline, waited = time.monotonic() + DVC_LOCK_WAIT_SECONDS, False
+        with FileLock(str(Path(root) / ".dvc" / "tmp" / "tinynlp-sync.lock")):
+            while True:
+                try:
+                    return func(stage, root)
+                except LockError as exc:
+                    if time.monotonic() > deadline:
+                        raise WorkspaceBusyError(f"DVC is busy in this workspace (a `dvc repro` is running?): "
+                                                 f"{exc}") from None
+                    if not waited:
+                        log.info("%s: DVC's lock is held by another process; waiting", stage)
+                    waited = True
+                    time.sleep(0.5)
     return wrapper
 
 

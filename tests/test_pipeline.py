@@ -3,6 +3,7 @@ the Prefect flow on Prefect's real (SQLite) backend. Same metrics, one notion of
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -187,6 +188,33 @@ def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, pref
         state.result()
     assert not (workspace / "data/ingest").exists()
 
+
+
+def test_dvc_repro_and_the_flow_started_at_once(tmp_path, tiny_bert):
+    """Two runs started together in one workspace, as two users would: whichever takes the
+    workspace first runs; the other waits its turn or is refused with exit 4 and says why. The
+    DAG ends complete and consistent with dvc.lock whoever won."""
+    import subprocess
+
+    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_HOME": str(workspace / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)  # the flow's own process: an ephemeral Prefect on its SQLite home
+    commands = {"dvc repro": DVC + ["repro"], "flow": [sys.executable, "-m", "flows.pipeline"]}
+    runs = {name: subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True) for name, cmd in commands.items()}
+    outcome = {name: (run_.wait(timeout=540), run_.stdout.read()) for name, run_ in runs.items()}
+    winners = [name for name, (code, _) in outcome.items() if code == 0]
+    assert winners, f"neither run finished:\n{outcome}"
+    for name, (code, output) in outcome.items():
+        if code != 0:
+            assert "another pipeline run is in progress" in output or "DVC is busy" in output, (name, output)
+            if name == "flow":
+                assert code == 4, output
+    assert dvc_clean(workspace), "outputs and dvc.lock disagree"
+    assert "Data and pipelines are up to date" in run(DVC + ["repro"], workspace).stdout
+    assert evaluate_metrics(workspace)["test_entity_f1"] >= 0
+    assert not list(workspace.glob("models/**/*.tmp*")) and not list(workspace.glob("data/**/*.tmp*"))
 
 
 def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, prefect_backend, monkeypatch):
