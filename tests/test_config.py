@@ -124,3 +124,12 @@ def test_shipped_params_have_no_key_twice():
 
     lines = key_lines((ROOT / "params.yaml").read_text(encoding="utf-8"), "params.yaml")
     assert lines[("finetune",)] < lines[("finetune", "epochs")]
+
+
+@pytest.mark.parametrize("url", ["https://ci:hunter2@dvc.example.com/store",
+                                 "s3://bucket/path?secret_access_key=abc"])
+def test_credentials_in_the_remote_url_are_refused(url):
+    with pytest.raises(ConfigError) as error:
+        parse_params(with_change("retrain", "remote_url", url), check_files=False)
+    assert "retrain: Value error, remote_url must not carry credentials" in str(error.value)
+    assert "hunter2" not in str(error.value) and "abc" not in str(error.value)

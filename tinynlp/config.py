@@ -332,6 +332,18 @@ class RetrainConfig(_Section):
             raise ValueError(f"schedule must be a 5-field cron expression, got {self.schedule!r}")
         return self
 
+    @model_validator(mode="after")
+    def _no_credentials_in_the_url(self) -> "RetrainConfig":
+        # params.yaml is committed and logged; a password in it would leak into git and run logs
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.remote_url)
+        if parts.password or any(key in parts.query.lower() for key in ("secret", "token", "password", "key=")):
+            raise ValueError("remote_url must not carry credentials (they would be committed and logged); "
+                             "give the bare URL and set them with `dvc remote modify --local <remote> ...` "
+                             "or the storage's environment variables")
+        return self
+
 
 class ExecutionConfig(_Section):
     """How the Prefect flow runs the DAG: independent stages (augment and pretrain; prune and
@@ -388,7 +400,10 @@ def _describe(error: dict, where: _Where) -> str:
         return f"{key}: unknown key{suffix}"
     if error["type"] == "missing":
         return f"{key}: required key is missing{suffix}"
-    return f"{key}: {error['msg']} (got {error.get('input')!r}){suffix}"
+    value = error.get("input")
+    # a section-level rule's input is the whole section: echoing it is noise, and may hold a secret
+    got = "" if isinstance(value, (dict, list, tuple)) else f" (got {value!r})"
+    return f"{key}: {error['msg']}{got}{suffix}"
 
 
 def parse_params(raw: dict, source: str = "params.yaml", check_files: bool = True,
