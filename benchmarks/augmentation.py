@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
@@ -59,7 +60,10 @@ def patience_for(base_patience: int, base_epochs: int, epochs: int) -> int:
     return epochs if epochs > base_epochs else base_patience
 
 
-def run_dataset(name: str, fractions: list[float], overrides: dict, workdir: Path, max_scale: float) -> list[dict]:
+def run_dataset(name: str, fractions: list[float], overrides: dict, workdir: Path, max_scale: float,
+                keep: Callable[[list[dict]], None]) -> list[dict]:
+    """Both runs at each fraction; `keep` gets the rows so far after each pair, so an interrupted
+    benchmark keeps what it measured."""
     from tasks.augment import run_augment
     from tasks.finetune import run_finetune
     from tasks.ingest import run_ingest
@@ -96,6 +100,7 @@ def run_dataset(name: str, fractions: list[float], overrides: dict, workdir: Pat
                          "test": scores["test"], "epochs": epochs, "epochs_run": trained["epochs_run"], **times,
                          "overrides": overrides})
             shutil.rmtree(params.paths.model, ignore_errors=True)
+        keep(rows)
     return rows
 
 
@@ -136,14 +141,17 @@ def main() -> None:
     names = args.datasets.split(",")
     rows = [r for r in earlier.get("rows", []) if (r["dataset"], r["fraction"]) not in
             {(n, f) for n in names for f in fractions}]
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"augment-bench-{name}-") as workdir:
-            rows += run_dataset(name, fractions, overrides, Path(workdir), args.max_epoch_scale)
-            rows = with_gains(sorted(rows, key=lambda r: (r["dataset"], r["fraction"], r["augment"])))
-            write_json(out, {"threads": threads, "rows": rows})
-            print(markdown_table(rows, ["dataset", "fraction", "rows", "augment", "train_rows", "metric", "dev",
+
+    def keep(new_rows: list[dict]) -> None:
+        measured = with_gains(sorted(rows + new_rows, key=lambda r: (r["dataset"], r["fraction"], r["augment"])))
+        write_json(out, {"threads": threads, "rows": measured})
+        print(markdown_table(measured, ["dataset", "fraction", "rows", "augment", "train_rows", "metric", "dev",
                                         "test", "test_gain_pt", "dev_gain_pt", "epochs", "epochs_run",
                                         "train_seconds", "time_ratio"]), flush=True)
+
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"augment-bench-{name}-") as workdir:
+            rows += run_dataset(name, fractions, overrides, Path(workdir), args.max_epoch_scale, keep)
 
 
 if __name__ == "__main__":
