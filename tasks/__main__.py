@@ -1,4 +1,5 @@
-"""DVC's entry point: `python -m tasks <stage> [--params params.yaml]` runs one stage."""
+"""DVC's entry point: `python -m tasks <stage> [--params params.yaml]` runs one stage. The
+training stages also run as N processes: `torchrun --nproc_per_node N -m tasks finetune`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,8 @@ import logging
 import sys
 
 from tasks import STAGE_ORDER, stage_function
-from tasks.lock import WorkspaceBusyError, workspace_lock
+from tasks.lock import WorkspaceBusyError, job_lock
+from tinynlp import distributed
 from tinynlp.config import load_params
 from tinynlp.errors import ConfigError, DataValidationError, PipelineError
 from tinynlp.logs import configure_logging
@@ -20,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=STAGE_ORDER)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    configure_logging()
+    configure_logging(logging.INFO if distributed.is_main() else logging.WARNING)  # rank 0 tells the progress
     try:
         params = load_params(args.params)
-        with workspace_lock():
+        with distributed.process_group(params.execution.device, params.execution.precision), job_lock():
             stage_function(args.stage)(params)
     except PipelineError as exc:
         log.error("%s failed: %s", args.stage, exc)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from tinynlp import modeling
 from tinynlp.atomic import atomic_write_json
-from tinynlp.config import Params
+from tinynlp.config import ExecutionConfig, Params
 from tinynlp.heads import Head, ModelSpec, head_for
 from tinynlp.training import TrainSettings
 
@@ -84,13 +84,14 @@ def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples:
                         head.encode(tokenizer, dev_split, spec), dev_split)
 
 
-def train_settings(cfg, output_dir: Path, metric: str, **overrides) -> TrainSettings:
-    """TrainSettings from a params section holding the shared optimiser fields."""
+def train_settings(cfg, output_dir: Path, metric: str, execution: ExecutionConfig, **overrides) -> TrainSettings:
+    """TrainSettings from a params section holding the shared optimiser fields (`overrides` for
+    those a section does not have) and the `execution` section's device and precision."""
     fields = ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler",
               "gradient_accumulation", "patience", "seed")
-    values = {name: getattr(cfg, name) for name in fields}
+    values = {name: getattr(cfg, name) for name in fields if name not in overrides}
     return TrainSettings(output_dir=str(output_dir), eval_batch_size=cfg.batch_size, metric=metric,
-                         **{**values, **overrides})
+                         device=execution.device, precision=execution.precision, **{**values, **overrides})
 
 
 def scratch_dir(params: Params, stage: str, model_dir: str | Path) -> Path:

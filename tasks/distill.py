@@ -40,7 +40,7 @@ def run_distill(params: Params) -> dict:
         train_features, cache_seconds = distill.with_teacher_logits(train_features, logits), time.monotonic() - started
     loss_fn = distill.make_loss_fn(teacher, cfg.alpha, cfg.temperature, spec.task == "ner", cfg.hidden_loss_weight,
                                    layer_map)
-    settings = train_settings(cfg, scratch_dir(params, "distill", paths.model), data.head.metric)
+    settings = train_settings(cfg, scratch_dir(params, "distill", paths.model), data.head.metric, params.execution)
     result = train(student, train_features, data.head.features(data.dev_encoded),
                    distill.padding_teacher_logits(data.head.collator(data.tokenizer)), data.dev_metrics, settings,
                    loss_fn=loss_fn)

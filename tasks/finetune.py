@@ -39,7 +39,7 @@ def run_finetune(params: Params) -> dict:
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(data.train_features), len(data.head.features(data.dev_encoded)))
     settings = train_settings(cfg, scratch_dir(params, "finetune", paths.pretrained), data.head.metric,
-                              fgm_epsilon=cfg.fgm_epsilon)
+                              params.execution, fgm_epsilon=cfg.fgm_epsilon)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     with atomic_dir(paths.model) as staging:
@@ -49,7 +49,7 @@ def run_finetune(params: Params) -> dict:
     atomic_write_json(reports / "history.json", result.history)
     metrics = {f"dev_{data.head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
-               "resumed": result.resumed_from is not None}
+               "resumed": result.resumed_from is not None, "world_size": result.world_size}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("finetune: best dev %s %.4f after %d epoch(s) in %.0fs", data.head.metric, result.best_metric,
              len(result.history), result.seconds)

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
+from tinynlp import distributed
 from tinynlp.errors import PipelineError
 
 LOCK_FILE = ".pipeline.lock"
@@ -51,3 +52,29 @@ def workspace_lock(root: str | os.PathLike = ".", wait_seconds: float = 0.0,
     finally:
         _held.pop(key, None)
         lock.release()
+
+
+@contextlib.contextmanager
+def job_lock(root: str | os.PathLike = ".") -> Iterator[None]:
+    """The workspace lock for a stage command that may be one of the N processes of a torchrun /
+    accelerate job (inside `distributed.process_group`): rank 0 takes the lock for the whole job
+    and tells the other ranks whether it got it, so all of them stop when the workspace is busy
+    and none runs the stage unless the job holds the lock; rank 0 lets go only after every rank
+    has finished. In a single process this is `workspace_lock`."""
+    if not distributed.is_distributed():
+        with workspace_lock(root):
+            yield
+        return
+    with contextlib.ExitStack() as held:
+        refused = None
+        if distributed.is_main():
+            try:
+                held.enter_context(workspace_lock(root))
+            except WorkspaceBusyError as exc:
+                refused = exc
+        if not distributed.broadcast_flag(refused is None):
+            raise refused or WorkspaceBusyError(
+                f"rank 0 of this job found another pipeline run in progress in {Path(root).resolve()}; "
+                "wait for it to finish, then run again")
+        yield
+        distributed.barrier()  # rank 0 holds the lock until the last rank is done

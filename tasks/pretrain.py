@@ -15,10 +15,11 @@ import math
 import shutil
 from pathlib import Path
 
-from tinynlp import mlm, modeling
+from tinynlp import distributed, mlm, modeling
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params, PretrainConfig
-from tinynlp.training import TrainSettings, train
+from tinynlp.training import train
+from tasks.common import train_settings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def _tokenizer(cfg: PretrainConfig, params: Params, source: str, corpus_files, c
             tokenizer.save_pretrained(staging)
         return tokenizer
     fingerprint = mlm.corpus_fingerprint(corpus_files, cfg.scratch.vocab_size)
-    tokenizer, _ = mlm.train_wordpiece(corpus["train"]["text"], cfg.scratch.vocab_size, directory, fingerprint)
+    with distributed.main_first():  # one vocabulary for every rank: rank 0 trains it, the others reuse it
+        tokenizer, _ = mlm.train_wordpiece(corpus["train"]["text"], cfg.scratch.vocab_size, directory, fingerprint)
     return tokenizer
 
 
@@ -90,11 +92,9 @@ def run_pretrain(params: Params) -> dict:
     model = _masked_lm(cfg, source, tokenizer)
     log.info("pretrain (%s, %s): %d train / %d held-out blocks of up to %d tokens, %.1fM parameters", cfg.mode,
              cfg.packing, len(blocks["train"]), len(blocks["test"]), cfg.block_size, modeling.parameter_count(model) / 1e6)
-    settings = TrainSettings(
-        output_dir=str(Path(paths.checkpoints) / "pretrain" / _fingerprint(params, files)), epochs=cfg.epochs,
-        batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, lr_scheduler="linear", gradient_accumulation=1,
-        patience=cfg.patience, seed=cfg.seed, metric="loss", greater_is_better=False, eval_on_start=True)
+    settings = train_settings(cfg, Path(paths.checkpoints) / "pretrain" / _fingerprint(params, files), "loss",
+                              params.execution, lr_scheduler="linear", gradient_accumulation=1,
+                              greater_is_better=False, eval_on_start=True)
     result = train(model, blocks["train"], blocks["test"],
                    mlm.collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed), None, settings,
                    loss_fn=mlm.masked_only_loss)
@@ -103,6 +103,9 @@ def run_pretrain(params: Params) -> dict:
         tokenizer.save_pretrained(staging)
     shutil.rmtree(settings.output_dir, ignore_errors=True)
     history = [{**row, "dev_perplexity": round(math.exp(row["dev_loss"]), 4)} for row in result.history if "dev_loss" in row]
+    # dvc plots reads the fields of the first row: the epoch-0 point (before training) has no train loss
+    shared = set.intersection(*(set(row) for row in history))
+    history = [{k: v for k, v in row.items() if k in shared} for row in history]
     metrics = {"enabled": True, "mode": cfg.mode, "perplexity_before": history[0]["dev_perplexity"],
                "perplexity_after": round(math.exp(result.best_metric), 4), "train_tokens": result.tokens_seen,
                "tokens_per_second": round(result.tokens_seen / result.seconds, 1), "train_seconds": round(result.seconds, 1),

@@ -20,7 +20,7 @@ VARIANTS = ("unstructured", "structured")
 
 def _recover(model, data: TrainingData, params: Params, output_dir: Path):
     """Recovery fine-tuning: the same routine and dev metric as finetune."""
-    settings = train_settings(params.prune, output_dir, data.head.metric)
+    settings = train_settings(params.prune, output_dir, data.head.metric, params.execution)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     shutil.rmtree(output_dir, ignore_errors=True)

@@ -133,3 +133,21 @@ def test_credentials_in_the_remote_url_are_refused(url):
         parse_params(with_change("retrain", "remote_url", url), check_files=False)
     assert "retrain: Value error, remote_url must not carry credentials" in str(error.value)
     assert "hunter2" not in str(error.value) and "abc" not in str(error.value)
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", *sorted(str(p.relative_to(ROOT))
+                                                           for p in (ROOT / "examples/params").glob("*.yaml"))])
+def test_every_param_dvc_tracks_is_written_in_each_profile(profile):
+    """`dvc repro` refuses a params file missing a key that dvc.yaml lists; a profile copied over
+    params.yaml (README) must therefore spell out every one, defaults included."""
+    raw = yaml.safe_load((ROOT / profile).read_text(encoding="utf-8"))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    missing = []
+    for stage in stages.values():
+        for key in (k for entry in stage.get("params", []) for k in ([entry] if isinstance(entry, str) else [])):
+            node = raw
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                missing.append(key)
+    assert not missing, f"{profile} lacks {sorted(set(missing))}"

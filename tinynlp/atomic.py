@@ -1,5 +1,9 @@
 """Atomic artifact writes: build next to the target, then rename, so a crash or a failed
-stage never leaves a half-written artifact and never destroys the last good one."""
+stage never leaves a half-written artifact and never destroys the last good one.
+
+In a multi-process training job (torchrun / accelerate launch) every rank runs the stage, but
+only rank 0 writes: on the others `atomic_dir` hands out a throwaway directory outside the
+workspace and `atomic_write_text` does nothing, so the job leaves exactly one set of artifacts."""
 from __future__ import annotations
 
 import contextlib
@@ -10,10 +14,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from tinynlp import distributed
+
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `target` in one rename."""
+    if not distributed.is_main():
+        discarded = Path(tempfile.mkdtemp(prefix=f"tinynlp-rank{distributed.rank()}-"))
+        try:
+            yield discarded
+        finally:
+            shutil.rmtree(discarded, ignore_errors=True)
+        return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
@@ -47,6 +60,8 @@ def recover(target: str | os.PathLike) -> bool:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)

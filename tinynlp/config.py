@@ -347,13 +347,27 @@ class RetrainConfig(_Section):
 
 class ExecutionConfig(_Section):
     """How the Prefect flow runs the DAG: independent stages (augment and pretrain; prune and
-    distill) run at the same time on a thread pool, a Dask cluster or a Ray cluster."""
+    distill) run at the same time on a thread pool, a Dask cluster or a Ray cluster. And where
+    the training stages train: device and precision (the process count is the launcher's)."""
 
     task_runner: Literal["sequential", "threads", "dask", "ray"] = "sequential"
     max_workers: int = Field(2, ge=1, description="threads, or workers of a local Dask cluster")
     address: str = Field("", description="dask/ray: address of a running cluster; empty: start a local one")
     retries: int = Field(1, ge=0, description="retries of a stage that failed for a transient reason")
     retry_delay_seconds: float = Field(5.0, ge=0)
+    # Where the training stages run; how many processes is the launcher's choice (torchrun / accelerate).
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device; auto: cuda when torch "
+                                                                       "sees a GPU, else cpu")
+    precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="training precision; fp16 (mixed, with "
+                                                                           "loss scaling) needs cuda, bf16 runs on "
+                                                                           "CPU too")
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self) -> "ExecutionConfig":
+        # device auto is resolved, and checked again, when a training stage starts (tinynlp.distributed)
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision fp16 needs device cuda or auto on a GPU machine; on CPU use bf16 or fp32")
+        return self
 
 
 class Params(_Section):

@@ -108,6 +108,9 @@ def masked_only_loss(model, inputs: dict):
     labels = inputs["labels"]
     hidden = model.base_model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
     chosen = labels != -100
+    if not chosen.any():  # a short batch may draw no mask at all: no loss, not a NaN mean over nothing
+        loss = hidden.sum() * 0.0  # zero, still attached to the graph (DDP expects every rank's gradients)
+        return loss, {"loss": loss}
     logits = head(hidden[chosen])
     loss = F.cross_entropy(logits, labels[chosen])
     return loss, {"loss": loss}

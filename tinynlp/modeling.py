@@ -132,9 +132,13 @@ def available_cores() -> int:
 
 
 def set_threads(threads: int = 0) -> int:
-    """Use `threads` intra-op threads (0: every core this process may run on); say so, since
-    latency depends on it."""
-    cores = threads or available_cores()
+    """Use `threads` intra-op threads (0: every core this process may run on, shared out between
+    the processes of a torchrun / accelerate job on this machine); say so, since latency depends on it."""
+    from tinynlp import distributed
+
+    cores = threads or max(1, available_cores() // distributed.local_world_size())
+    if distributed.is_distributed():
+        os.environ.setdefault("OMP_NUM_THREADS", str(cores))  # or accelerate resets torch's count from psutil
     torch.set_num_threads(cores)
     log.info("torch intra-op threads: %d", cores)
     return cores

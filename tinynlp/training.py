@@ -1,5 +1,7 @@
 """The one training routine. Fine-tuning (and later pruning recovery, distillation) differ only
-by the loss and callbacks passed in. Seeded once, CPU-friendly, resumable, with progress + ETA."""
+by the loss and callbacks passed in. Seeded once, CPU-friendly, resumable, with progress + ETA.
+Under torchrun / accelerate launch it trains data-parallel (DDP): `batch_size` stays the global
+batch, each process takes an equal share of it, and the data order is the single-process one."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+
+from tinynlp import distributed, progress
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ class TrainSettings:
     greater_is_better: bool = True   # False for losses (MLM)
     eval_on_start: bool = False      # a "before" point for the curve (MLM perplexity)
     fgm_epsilon: float = 0.0         # > 0: FGM adversarial training on the input embeddings
+    device: str = "cpu"              # cpu | cuda | auto (execution.device)
+    precision: str = "fp32"          # fp32 | fp16 | bf16 (execution.precision)
 
 
 @dataclass
@@ -42,6 +48,7 @@ class TrainResult:
     resumed_from: str | None
     seconds: float
     tokens_seen: int         # non-padding input tokens trained on
+    world_size: int = 1      # processes that trained together (torchrun / accelerate launch)
 
 
 def _progress_callback():
@@ -64,6 +71,12 @@ def _progress_callback():
             log.info("train step %d/%d (%.0f%%), epoch %.2f, %.2f steps/s, %.0f tokens/s, ETA %s", state.global_step,
                      state.max_steps, 100 * state.global_step / state.max_steps, state.epoch or 0, rate, tokens,
                      _clock(eta))
+            progress.report("training", 100 * state.global_step / state.max_steps,
+                            f"step {state.global_step}/{state.max_steps}, epoch {state.epoch or 0:.2f}, ETA {_clock(eta)}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            # early stopping ends before max_steps: the run is still done
+            progress.report("training", 100.0, f"done at step {state.global_step}/{state.max_steps}")
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             shown = {k.removeprefix("eval_"): round(v, 4) for k, v in (metrics or {}).items()
@@ -86,11 +99,18 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
 
+    device = distributed.resolve_device(settings.device, settings.precision)
+    per_device = distributed.per_replica_batch(settings.batch_size, distributed.replicas(device))
+    world = distributed.world_size()
+    if world > 1:
+        log.info("data-parallel training on %d processes (%s, %s, %s): %d examples per process and step, global "
+                 "batch %d", world, device, distributed.backend(device), settings.precision, per_device,
+                 settings.batch_size * settings.gradient_accumulation)
     set_seed(settings.seed)
-    interactive = sys.stderr.isatty()
+    interactive = sys.stderr.isatty() and distributed.is_main()
     args = TrainingArguments(
         output_dir=settings.output_dir, num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
+        per_device_train_batch_size=per_device, per_device_eval_batch_size=settings.eval_batch_size,
         learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
         warmup_steps=settings.warmup_ratio, lr_scheduler_type=settings.lr_scheduler,
         gradient_accumulation_steps=settings.gradient_accumulation,
@@ -99,11 +119,14 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         greater_is_better=settings.greater_is_better, eval_on_start=settings.eval_on_start,
         include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="group_by_length", length_column_name="length",
-        seed=settings.seed, data_seed=settings.seed, use_cpu=True, report_to="none",
+        seed=settings.seed, data_seed=settings.seed, report_to="none",
+        use_cpu=device == "cpu", fp16=settings.precision == "fp16", bf16=settings.precision == "bf16",
+        ddp_backend=distributed.backend(device) if world > 1 else None,
+        average_tokens_across_devices=True,  # the loss divides by the job's token count (PipelineTrainer)
         disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False,
         remove_unused_columns=False,  # the MLM collator needs offsets/special-token masks
         prediction_loss_only=compute_metrics is None)
-    trainer = _trainer_class(loss_fn, settings.fgm_epsilon)(model=model, args=args, train_dataset=_with_lengths(train_features),
+    trainer = _trainer_class(loss_fn, settings.fgm_epsilon, settings.batch_size)(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
@@ -115,10 +138,11 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         log.info("resuming from checkpoint %s", last)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last)
+    distributed.barrier()  # every rank has loaded the best checkpoint before any caller deletes them
     history = _epoch_history(trainer.state.log_history, settings.metric)
     best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
     return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started,
-                       int(trainer.state.num_input_tokens_seen))
+                       int(trainer.state.num_input_tokens_seen), world)
 
 
 def _with_lengths(features):
@@ -135,13 +159,45 @@ def _without_length(collator: Callable) -> Callable:
     return lambda features: collator([{k: v for k, v in f.items() if k != "length"} for f in features])
 
 
-def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float):
+class _EpochLengthGroupedSampler(torch.utils.data.Sampler):
+    """HF's length-grouped order, drawn from a generator seeded by (seed, epoch) over the global
+    batch. HF's own sampler draws from the global torch RNG, which drifts apart between DDP ranks
+    (dropout consumes it per shard), and groups by the per-process batch; this one gives every
+    rank the same order, the order of a single-process run, and the same order again on resume."""
+
+    def __init__(self, lengths: Sequence[int], global_batch: int, seed: int):
+        self.lengths, self.global_batch, self.seed, self.epoch = list(lengths), global_batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it (through accelerate) every epoch
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.global_batch, generator=generator))
+
+
+def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int):
+    from torch.nn import functional as F
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
     from tinynlp.efficient import FGM
 
     class PipelineTrainer(Trainer):
+        # A custom loss is a per-batch mean: the Trainer divides it by the accumulation steps. The
+        # default loss below is already normalised over the whole step (None: the Trainer decides).
+        loss_is_scaled_for_ga = None if loss_fn is None else False
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return _EpochLengthGroupedSampler(dataset["length"], global_batch * self.args.gradient_accumulation_steps,
+                                              self.args.data_seed)
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             if fgm_epsilon > 0:
@@ -158,10 +214,27 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float):
             # sentences by position, so evaluation must keep dataset order.
             return SequentialSampler(eval_dataset)
 
-        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-            if loss_fn is None:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-            loss, outputs = loss_fn(model, inputs)
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None, **kwargs):
+            if loss_fn is not None:
+                loss, outputs = loss_fn(model, inputs)
+                return (loss, outputs) if return_outputs else loss
+            labels = inputs.get("labels")
+            if not model.training or num_items_in_batch is None or labels is None or labels.is_floating_point():
+                # the model's own per-batch mean; in evaluation without the step's token count, or
+                # the Trainer would multiply it by the process count
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch if model.training else None,
+                                            **kwargs)
+            # Cross-entropy summed over this process's labelled tokens (or sentences), divided by the
+            # count over the whole step: all processes and accumulated batches (the Trainer gathers
+            # it). DDP averages gradients over processes, hence the factor: the gradient is that of
+            # the single-process mean loss, whatever the split. (BERT heads ignore num_items_in_batch
+            # and return a per-batch mean, which the Trainer would still multiply by the process count.)
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            logits = outputs["logits"]
+            summed = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1).to(logits.device),
+                                     ignore_index=-100, reduction="sum")
+            loss = summed / num_items_in_batch * self.accelerator.num_processes
             return (loss, outputs) if return_outputs else loss
 
     return PipelineTrainer
