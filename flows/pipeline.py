@@ -10,19 +10,20 @@ DVC and Prefect judge "changed" from the same values.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from pathlib import Path
 from typing import Callable
 
 import flows  # noqa: F401  (Prefect home and loggers, before prefect is imported)
-from prefect import flow, task
+from prefect import flow, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import dvc_sync
+from flows import artifacts, dvc_sync
 from tasks import STAGE_ORDER, stage_function
 from tasks.lock import WorkspaceBusyError, workspace_lock
 from tinynlp.config import ExecutionConfig, Params, load_params
@@ -42,7 +43,8 @@ def _run_stage(stage: str, force: bool = False):
         log.info("%s: up to date in dvc.lock, not run", stage)
         return Completed(name="Cached", message="up to date in dvc.lock", data=dvc_sync.stage_metrics(stage))
     log.info("%s: running (changed: %s)", stage, changes or "forced")
-    metrics = stage_function(stage)(load_params(PARAMS_FILE))
+    with artifacts.progress_artifact(stage):
+        metrics = stage_function(stage)(load_params(PARAMS_FILE))
     dvc_sync.commit_stage(stage)
     return metrics
 
@@ -97,7 +99,51 @@ def configured(params: Params):
     return pipeline.with_options(task_runner=task_runner(params.execution))
 
 
-@flow(name="pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+def _digest(*locations: str) -> str:
+    """8 hex digits of the files at `locations` (a folder: every file under it), names and bytes."""
+    digest = hashlib.sha256()
+    for location in locations:
+        digest.update(f"{location}\n".encode())
+        path = Path(location)
+        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            if file.is_file():
+                digest.update(f"{file}\n".encode())
+                with file.open("rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+    return digest.hexdigest()[:8]
+
+
+def data_version(params: Params) -> str:
+    """The raw splits and accepted batches as they are now (what ingest reads)."""
+    return _digest(*params.paths.raw_splits().values(), params.paths.batches)
+
+
+def run_tags(params: Params) -> list[str]:
+    """Flow run tags: the task, the dataset (its folder or `datasets` name), the data version and
+    the checkpoint the models start from."""
+    train = params.paths.train
+    dataset = train[5:].split("#")[0] if train.startswith("hf://") else (
+        Path(train).name if Path(train).is_dir() else Path(train).parent.name or Path(train).stem)
+    checkpoint = params.pretrain.checkpoint.removeprefix("package:")
+    model = Path(checkpoint).name if Path(checkpoint).exists() else checkpoint
+    return [f"task:{params.ingest.task}", f"dataset:{dataset}", f"data:{data_version(params)}", f"model:{model}"]
+
+
+def run_name() -> str:
+    """`<task>-data-<data version>-params-<params.yaml digest>[-force]`: two runs with one name had
+    the same data and settings. Never raises: bad params fail the flow with their own message."""
+    from prefect.runtime import flow_run
+
+    try:
+        params = load_params(PARAMS_FILE)
+        name = f"{params.ingest.task}-data-{data_version(params)}-params-{_digest(PARAMS_FILE)}"
+    except Exception:
+        name = "pipeline"
+    return name + ("-force" if flow_run.parameters.get("force") else "")
+
+
+@flow(name="pipeline", flow_run_name=run_name, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def pipeline(force: bool = False) -> dict:
     params = load_params(PARAMS_FILE)  # reject bad params before any stage starts
     retry = {"retries": params.execution.retries, "retry_delay_seconds": params.execution.retry_delay_seconds}
@@ -114,10 +160,22 @@ def pipeline(force: bool = False) -> dict:
         quantize = stages["quantize"].submit(force, wait_for=[prune, distill])
         evaluate = stages["evaluate"].submit(force, wait_for=[quantize])
         # in DAG order, so a failure surfaces as its own error (bad data: DataValidationError)
-        for future in (ingest, augment, pretrain, finetune, prune, distill, quantize):
+        reports = Path(params.paths.reports)
+        try:
+            ingest.result()
+        except DataValidationError as exc:  # what failed, where, in the UI too
+            create_markdown_artifact(markdown=artifacts.validation_failure(exc, reports), key="data-validation",
+                                     description="the rules the data broke, by file and line")
+            raise
+        create_markdown_artifact(markdown=artifacts.validation_summary(reports), key="data-validation",
+                                 description="Great Expectations rules checked on each split, with a link to the "
+                                             "Data Docs")
+        for future in (augment, pretrain, finetune, prune, distill, quantize):
             future.result()
         metrics = evaluate.result()
-    reports = Path(params.paths.reports)
+    create_markdown_artifact(markdown=artifacts.training_summary(reports), key="training-curves",
+                             description="per-epoch losses and dev scores of pretrain, finetune, prune and distill; "
+                                         "MLM perplexity before and after")
     create_markdown_artifact(markdown=(reports / "augment" / "report.md").read_text(encoding="utf-8"),
                              key="augment-report", description="rows each augmentation method added, with examples")
     table = (reports / "evaluate" / "metrics.md").read_text(encoding="utf-8")
@@ -139,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.task_runner:
             params = params.model_copy(update={"execution": params.execution.model_copy(
                 update={"task_runner": args.task_runner})})
-        return configured(params)(args.force, return_state=True)
+        with tags(*run_tags(params)):
+            return configured(params)(args.force, return_state=True)
     return run_from_cli(start)
 
 

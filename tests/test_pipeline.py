@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def task_runs(state) -> list:
 
     with get_client(sync_client=True) as client:
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+
+
+def artifacts_of(state) -> dict[str, list]:
+    """The flow run's artifacts (its tasks' included) by key: {key: [(type, data), ...]}."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    by_key: dict[str, list] = {}
+    for artifact in found:
+        by_key.setdefault(artifact.key, []).append((artifact.type, artifact.data))
+    return by_key
 
 
 def run_flow(workspace: Path, monkeypatch, flow=None) -> tuple[dict, dict]:
@@ -156,6 +171,9 @@ def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefec
     assert state.is_failed()
     with pytest.raises(Exception, match=r"data/raw/train.conll line \d+: rule 'label_in_set'"):
         state.result()
+    [(kind, markdown)] = artifacts_of(state)["data-validation"]  # the UI says what broke, and where
+    assert kind == "markdown" and markdown.startswith("# Data validation failed")
+    assert re.search(r"data/raw/train.conll line \d+: rule 'label_in_set'", markdown)
     assert (workspace / "models/finetune/model.safetensors").read_bytes() == model
     assert (workspace / "data/ingest/train.parquet").read_bytes() == validated
 
