@@ -4,10 +4,11 @@
     python -m flows.deploy            serve it from this process (Ctrl-C stops; runs happen here)
     python -m flows.deploy --apply    only register it with the Prefect API (then `prefect deployment ls`)
 
-Served runs execute in this workspace, one at a time (deployment concurrency limit 1; the
-workspace lock refuses any other run meanwhile). For production, deploy to a work pool instead:
+Served runs execute in this workspace, one at a time (deployment concurrency limit 1, and the
+retraining flow queues for its workspace's global concurrency limit; the workspace lock refuses
+any hand-started run meanwhile). For production, deploy to a work pool instead:
 `prefect work-pool create retrain-pool --type process`, then
-`prefect deploy --prefect-file deployments/prefect.yaml --all` and `prefect worker start --pool retrain-pool`
+`prefect deploy --prefect-file flows/prefect.yaml --name scheduled-retrain` and `prefect worker start --pool retrain-pool`
 (see the README: scheduling).
 """
 from __future__ import annotations

@@ -13,12 +13,15 @@ pushes data and models to the DVC remote; a rejection leaves the branch for insp
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import flows  # noqa: F401  (Prefect home and loggers, before prefect is imported)
 from prefect import flow, task
@@ -220,11 +223,36 @@ def _summary(decision: dict) -> str:
     return head + markdown_table(rows, list(rows[0])) + "\n\n" + "".join(f"- {r}\n" for r in decision["reasons"])
 
 
+def workspace_limit_name(root: str | Path = ".") -> str:
+    """The Prefect global concurrency limit of one workspace (a clone on one machine)."""
+    return "tinynlp-workspace-" + hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def workspace_slot(root: str | Path = ".", wait_seconds: float | None = None) -> Iterator[None]:
+    """Retraining runs queue for their workspace: a global concurrency limit of 1 named after it
+    (created on first use; the UI's Concurrency page shows it), so runs from any number of
+    deployments or schedules wait their turn instead of failing at the workspace lock, while
+    runs in other workspaces go ahead."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = workspace_limit_name(root)
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        except ObjectAlreadyExists:  # another run created it between the read and the write
+            pass
+    with concurrency(name, occupy=1, timeout_seconds=wait_seconds, strict=True):
+        yield
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(files: list[str] | None = None, force: bool = False) -> dict:
     """One batch: validate -> drift -> (new data version -> DAG -> champion vs challenger -> record)."""
     params = load_params(PARAMS_FILE)
-    with workspace_lock(nested_runs=True):  # the pipeline flow below runs inside this lock
+    with workspace_slot(), workspace_lock(nested_runs=True):  # the pipeline flow below runs inside this lock
         from_incoming = not files
         paths = ([Path(f) for f in files] if files  # named on the command line: explicit, allowed
                  else batches.incoming_files(params.paths.incoming, allowed_roots(params.paths)))

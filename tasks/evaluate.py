@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinynlp import gate, modeling, quantization
+from tinynlp import gate, modeling, progress, quantization
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
 from tinynlp.heads import head_for
@@ -111,8 +111,8 @@ def run_evaluate(params: Params) -> dict:
     splits = {name: read_split(paths.ingested, name) for name in ("dev", "test")}
     encoded = {name: head.encode(tokenizer, split, spec) for name, split in splits.items()}
     variants = {v.name: v for v in torch_variants(params) + quantized_variants(params)}
-    results = {name: score_variant(v, spec, encoded, splits, params, threads, tokenizer.pad_token_id)
-               for name, v in variants.items()}
+    results = {name: score_variant(variants[name], spec, encoded, splits, params, threads, tokenizer.pad_token_id)
+               for name in progress.track(list(variants), "evaluate: variants scored")}
     speeds = time_variants(variants, head.features(encoded["test"]), params, threads, tokenizer.pad_token_id)
     for name, result in results.items():
         result["row"].update(vars(speeds[name]))

@@ -68,3 +68,16 @@ def test_a_failing_listener_never_stops_the_work():
 
     with progress.listening(broken):
         progress.report("train", 1.0)  # logged, not raised
+
+
+def test_track_logs_each_step_with_an_eta_and_reports_it(caplog):
+    import logging
+
+    seen = []
+    with caplog.at_level(logging.INFO, logger="tinynlp.progress"), \
+            progress.listening(lambda what, pct, detail: seen.append((what, pct, detail.split(",")[0]))):
+        assert list(progress.track(["a", "b", "c", "d"], "scored")) == ["a", "b", "c", "d"]
+    assert [(w, p, d) for w, p, d in seen] == [("scored", 25.0, "1/4"), ("scored", 50.0, "2/4"),
+                                               ("scored", 75.0, "3/4"), ("scored", 100.0, "4/4")]
+    assert "scored 4/4 (100%)" in caplog.text and "ETA 0m00s" in caplog.text
+    assert progress.clock(float("inf")) == "?" and progress.clock(245) == "4m05s"

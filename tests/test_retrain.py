@@ -207,3 +207,61 @@ def test_dvc_experiments_run_on_the_same_dag(champion):
     shown = run(DVC + ["exp", "show", "--json"], champion).stdout
     assert "lr-exp" in shown and "0.005" in shown
     assert digest(champion / "models/promoted") == before and dvc_clean(champion)
+
+
+def test_retraining_runs_queue_per_workspace(prefect_backend, tmp_path):
+    """A global concurrency limit of 1 per workspace, on Prefect's real API: a second run in the
+    same workspace waits for the first one's slot; a run in another workspace does not."""
+    import threading
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    from flows.retrain import workspace_limit_name, workspace_slot
+
+    here, elsewhere = tmp_path / "a", tmp_path / "b"
+    assert workspace_limit_name(here) != workspace_limit_name(elsewhere)
+    events: list[str] = []
+    first_holds, release = threading.Event(), threading.Event()
+
+    def first():
+        with workspace_slot(here):
+            events.append("first in")
+            first_holds.set()
+            release.wait(30)
+            events.append("first out")
+
+    def second():
+        with workspace_slot(here, wait_seconds=60):
+            events.append("second in")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_holds.wait(60)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    with workspace_slot(elsewhere, wait_seconds=10):  # another workspace is not held up
+        events.append("other workspace in")
+    time.sleep(2)
+    assert "second in" not in events, "the second run did not wait for the slot"
+    release.set()
+    holder.join(60)
+    waiter.join(60)
+    assert events.index("first out") < events.index("second in")
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(workspace_limit_name(here))
+    assert limit.limit == 1 and limit.active_slots == 0
+
+
+def test_every_work_pool_deployment_runs_the_retrain_flow_on_the_params_cron():
+    from conftest import ROOT
+
+    spec = yaml.safe_load((ROOT / "flows/prefect.yaml").read_text(encoding="utf-8"))
+    cron = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["retrain"]["schedule"]
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert set(deployments) == {"scheduled-retrain", "scheduled-retrain-docker", "scheduled-retrain-k8s"}
+    for name, deployment in deployments.items():
+        module, function = deployment["entrypoint"].split(":")
+        assert (ROOT / module).is_file() and f"def {function}(" in (ROOT / module).read_text(), name
+        assert [s["cron"] for s in deployment["schedules"]] == [cron], name
+        assert deployment["concurrency_limit"] == 1 and deployment["work_pool"]["name"], name

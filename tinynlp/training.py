@@ -70,9 +70,9 @@ def _progress_callback():
             tokens = state.num_input_tokens_seen / max(time.monotonic() - self.start, 1e-9)
             log.info("train step %d/%d (%.0f%%), epoch %.2f, %.2f steps/s, %.0f tokens/s, ETA %s", state.global_step,
                      state.max_steps, 100 * state.global_step / state.max_steps, state.epoch or 0, rate, tokens,
-                     _clock(eta))
+                     progress.clock(eta))
             progress.report("training", 100 * state.global_step / state.max_steps,
-                            f"step {state.global_step}/{state.max_steps}, epoch {state.epoch or 0:.2f}, ETA {_clock(eta)}")
+                            f"step {state.global_step}/{state.max_steps}, epoch {state.epoch or 0:.2f}, ETA {progress.clock(eta)}")
 
         def on_train_end(self, args, state, control, **kwargs):
             # early stopping ends before max_steps: the run is still done
@@ -84,13 +84,6 @@ def _progress_callback():
             log.info("dev after epoch %.2f: %s", state.epoch or 0, shown)
 
     return LogProgress()
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
 
 
 def train(model, train_features, eval_features, collator, compute_metrics: Callable | None, settings: TrainSettings, loss_fn: Callable | None = None,
