@@ -97,6 +97,19 @@ def tiny_params(model_dir: Path) -> dict:
     return params
 
 
+def quick_params(workspace: Path) -> None:
+    """The tiny workspace's params with fewer epochs and INT8 candidates: the same DAG, sooner, for
+    tests about the runs themselves (UI, concurrency) rather than what the model learns."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["pretrain"]["enabled"] = False  # its default (the browser test expects an empty MLM plot)
+    params["finetune"].update(epochs=4, patience=4)
+    params["prune"].update(epochs=1)
+    params["distill"].update(epochs=2, patience=2)
+    params["quantize"].update(methods=["ort_dynamic"], per_channel=[True])
+    params["evaluate"].update(warmup=1, timing_rounds=2)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import make_workspace, run, use_classification
+from conftest import make_workspace, quick_params, run, use_classification
 from tasks import STAGE_ORDER
 from tinynlp import quantization
 
@@ -143,6 +143,7 @@ def check_compression_outputs(workspace: Path) -> None:
 
 def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    quick_params(workspace)  # DAG mechanics, not what the model learns
     run(DVC + ["repro"], workspace)
     check_compression_outputs(workspace)
     set_param(workspace, "evaluate", "batch_size", 2)
@@ -181,6 +182,7 @@ def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefec
 def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     use_classification(workspace)
+    quick_params(workspace)
     run(DVC + ["repro"], workspace)
     metrics = evaluate_metrics(workspace)
     scores = json.loads((workspace / "reports/evaluate/scores.json").read_text())
@@ -215,6 +217,7 @@ def test_dvc_repro_and_the_flow_started_at_once(tmp_path, tiny_bert):
     import subprocess
 
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    quick_params(workspace)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PREFECT_HOME": str(workspace / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     env.pop("PREFECT_API_URL", None)  # the flow's own process: an ephemeral Prefect on its SQLite home
@@ -242,6 +245,7 @@ def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, p
     from tinynlp.config import load_params
 
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    quick_params(workspace)
     set_param(workspace, "execution", "task_runner", "dask")
     monkeypatch.chdir(workspace)
     flow = configured(load_params("params.yaml"))

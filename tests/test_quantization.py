@@ -168,7 +168,15 @@ def test_inc_static_calibrates_and_leaves_the_fp32_model_alone(tagger, batches):
 def test_inc_artifact_reloads_compiled_in_a_fresh_process(inc_dynamic, batches, tmp_path):
     q.save_inc(inc_dynamic, tmp_path / "inc")
     batch = batches[1]
-    np.savez(tmp_path / "batch.npz", expected=inc_dynamic(batch["input_ids"], batch["attention_mask"]), **batch)
+    eager = inc_dynamic(batch["input_ids"], batch["attention_mask"])
+    # The compiled program may round a dynamic INT8 scale one step away from the eager module (seen:
+    # 0.03 on a logit), so the fresh process is held to the same program loaded here, exactly,
+    # and to the eager module within a few quantization steps.
+    here = q.load_inc(str(tmp_path / "inc"), threads=1)
+    here.warm_up([17], batch_sizes=[3])
+    expected = here(batch["input_ids"], batch["attention_mask"])
+    assert np.abs(expected - eager).max() < 0.1
+    np.savez(tmp_path / "batch.npz", expected=expected, **batch)
     script = textwrap.dedent(f"""
         import numpy as np
         from tinynlp import quantization as q
@@ -177,7 +185,7 @@ def test_inc_artifact_reloads_compiled_in_a_fresh_process(inc_dynamic, batches, 
         assert runner.warm_up([17], batch_sizes=[3]) == [32]
         got = runner(data["input_ids"], data["attention_mask"])
         assert got.shape == data["expected"].shape, got.shape
-        assert np.abs(got - data["expected"]).max() < 1e-3, np.abs(got - data["expected"]).max()
+        assert np.abs(got - data["expected"]).max() < 1e-5, np.abs(got - data["expected"]).max()
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])

@@ -61,3 +61,18 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, tiny_bert
     for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
     assert [row["epoch"] for row in resumed.history][-1] == 4.0
+
+
+def test_a_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
+    """A kill during a save leaves checkpoint-N without (or with half) its trainer_state.json: the
+    resume uses the checkpoint before it and removes the broken one."""
+    from tinynlp.training import last_complete_checkpoint
+
+    for step, state in ((7, '{"global_step": 7}'), (14, '{"global_step": 14}'), (21, None), (28, '{"glob')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-14")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-14", "checkpoint-7"]
+    assert last_complete_checkpoint(str(tmp_path / "missing")) is None

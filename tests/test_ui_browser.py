@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import ROOT, make_workspace
+from conftest import ROOT, make_workspace, quick_params
 from tasks import STAGE_ORDER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -119,18 +119,6 @@ def prefect_server(home: Path):
         yield server
     finally:
         server.stop()
-
-
-def quick_params(workspace: Path) -> None:
-    """The tiny workspace's params with fewer epochs and INT8 candidates: the same DAG, sooner."""
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["pretrain"]["enabled"] = False  # its default; NO_DATA below counts on it
-    params["finetune"].update(epochs=4, patience=4)
-    params["prune"].update(epochs=1)
-    params["distill"].update(epochs=2, patience=2)
-    params["quantize"].update(methods=["ort_dynamic"], per_channel=[True])
-    params["evaluate"].update(warmup=1, timing_rounds=2)
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 # Vega, Vega-Lite and vega-embed as one classic script, from the vl-convert-python wheel, so that

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -90,7 +91,6 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
           callbacks: Sequence = ()) -> TrainResult:
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     device = distributed.resolve_device(settings.device, settings.precision)
     per_device = distributed.per_replica_batch(settings.batch_size, distributed.replicas(device))
@@ -126,7 +126,7 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
     trainer.remove_callback(PrinterCallback)  # its raw dicts duplicate our log lines
     if not interactive:
         trainer.remove_callback(ProgressCallback)
-    last = get_last_checkpoint(settings.output_dir) if Path(settings.output_dir).is_dir() else None
+    last = last_complete_checkpoint(settings.output_dir)
     if last:
         log.info("resuming from checkpoint %s", last)
     started = time.monotonic()
@@ -136,6 +136,33 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
     best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
     return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started,
                        int(trainer.state.num_input_tokens_seen), world)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint the Trainer finished saving. It writes trainer_state.json after the
+    weights, optimiser and RNG state, so a kill during a save leaves a checkpoint without it, which
+    cannot be resumed: that one is removed (by rank 0) and the one before it is used."""
+    directory = Path(output_dir)
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in directory.glob("checkpoint-*")
+                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()) if directory.is_dir() else []
+    for _, checkpoint in reversed(steps):
+        if _readable_json(checkpoint / "trainer_state.json"):
+            return str(checkpoint)
+        if distributed.is_main():
+            log.warning("checkpoint %s was interrupted while saving: removed, resuming from the one before",
+                        checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
+def _readable_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):  # missing, or cut short mid-write
+        return False
 
 
 def _with_lengths(features):
