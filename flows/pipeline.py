@@ -143,7 +143,9 @@ def run_name() -> str:
     return name + ("-force" if flow_run.parameters.get("force") else "")
 
 
-@flow(name="pipeline", flow_run_name=run_name, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+# no log_prints: stages log through logging, and Prefect's patched print() would defeat libraries that
+# capture stdout (dill disassembles functions to hash them for datasets: the listing ended up in the logs)
+@flow(name="pipeline", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def pipeline(force: bool = False) -> dict:
     params = load_params(PARAMS_FILE)  # reject bad params before any stage starts
     retry = {"retries": params.execution.retries, "retry_delay_seconds": params.execution.retry_delay_seconds}

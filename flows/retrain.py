@@ -248,7 +248,9 @@ def workspace_slot(root: str | Path = ".", wait_seconds: float | None = None) ->
         yield
 
 
-@flow(name="retrain", log_prints=True)
+# no log_prints: stages log through logging, and Prefect's patched print() would defeat libraries that
+# capture stdout (dill disassembles functions to hash them for datasets: the listing ended up in the logs)
+@flow(name="retrain")
 def retrain(files: list[str] | None = None, force: bool = False) -> dict:
     """One batch: validate -> drift -> (new data version -> DAG -> champion vs challenger -> record)."""
     params = load_params(PARAMS_FILE)

@@ -310,6 +310,21 @@ def test_flow_run_tasks_and_artifacts_in_the_api(ui_run):
     assert all(float(a["data"]) == 100.0 for a in progress.values()), progress
 
 
+def test_flow_run_logs_hold_our_lines_and_no_library_noise(ui_run):
+    """The project's log lines reach the run's logs in the UI; nothing printed by a library does
+    (Prefect's log_prints used to catch the bytecode listing dill prints to a captured stdout)."""
+    server, flow_run = ui_run.server, ui_run.flow_run
+    logs, offset = [], 0
+    while page := server.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}},
+                                               "limit": 200, "offset": offset}):
+        logs += page
+        offset += len(page)
+    names = {log["name"] for log in logs}
+    assert {"tinynlp.training", "tasks.finetune", "tasks.evaluate"} <= names, sorted(names)
+    noise = [log["message"] for log in logs if re.search(r"\b(LOAD_GLOBAL|RETURN_VALUE|RESUME)\b", log["message"])]
+    assert not noise, noise[:5]
+
+
 def test_flow_run_page_shows_the_tasks_and_artifacts(ui_run, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
