@@ -437,6 +437,10 @@ def parse_params(raw: dict, source: str = "params.yaml", check_files: bool = Tru
 def key_lines(text: str, source: str) -> KeyLines:
     """The line of every mapping key in a YAML document, by key path. A key written twice in one
     mapping is refused: PyYAML would silently keep the last, so an edit could have no effect."""
+    return _node_key_lines(yaml.compose(text, Loader=yaml.SafeLoader), source)
+
+
+def _node_key_lines(document, source: str) -> KeyLines:
     lines: KeyLines = {}
 
     def walk(node, prefix: tuple[str, ...]) -> None:
@@ -454,7 +458,7 @@ def key_lines(text: str, source: str) -> KeyLines:
             lines[key] = line
             walk(value_node, key)
 
-    walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    walk(document, ())
     return lines
 
 
@@ -466,11 +470,15 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, check_files: bool = Tr
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    loader = yaml.SafeLoader(text)  # one parse: the node tree gives the key lines and the values
     try:
-        lines = key_lines(text, str(path))
-        raw = yaml.safe_load(text) or {}
+        document = loader.get_single_node()
+        lines = _node_key_lines(document, str(path))
+        raw = (loader.construct_document(document) if document is not None else None) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return parse_params(raw, str(path), check_files, lines)
