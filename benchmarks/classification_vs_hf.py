@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
+from benchmarks.common import ROOT, base_params, params_for, prepare_data, timed, write_json  # noqa: E402
 from benchmarks.finetune_vs_hf import parse_sets  # noqa: E402
 from tasks.common import read_labels, read_split  # noqa: E402
 from tinynlp import modeling, textclf  # noqa: E402
@@ -36,8 +36,11 @@ def plain_run_glue(params, seed: int) -> dict:
     set_seed(seed)
     model = modeling.load_classifier(params.paths.pretrained, labels, "AutoModelForSequenceClassification", seed=seed)
 
+    # run_glue: max_seq_length 128, capped by what the model takes
+    max_length = min(128, tokenizer.model_max_length, model.config.max_position_embeddings)
+
     def encode(split):
-        batch = tokenizer(split["text"], padding="max_length", max_length=128, truncation=True)
+        batch = tokenizer(split["text"], padding="max_length", max_length=max_length, truncation=True)
         return [{"input_ids": i, "attention_mask": m, "labels": label2id[l]}
                 for i, m, l in zip(batch["input_ids"], batch["attention_mask"], split["label"])]
 
@@ -53,6 +56,8 @@ def plain_run_glue(params, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--params", type=Path, help="params file to start from (your own data and checkpoint); "
+                        "its relative paths are read from its folder")
     parser.add_argument("--set", action="append", default=[], help="override ours, e.g. finetune.epochs=1")
     parser.add_argument("--skip-plain", action="store_true", help="only ours (the plain recipe takes ~20 min)")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/classification_vs_hf.json"))
@@ -61,12 +66,11 @@ def main() -> None:
     threads = modeling.set_threads()
     from tasks.evaluate import run_evaluate
     from tasks.finetune import run_finetune
-    from tasks.ingest import run_ingest
     from tasks.pretrain import run_pretrain
 
     with tempfile.TemporaryDirectory() as workdir:
-        params = params_for(Path(workdir), parse_sets(args.set), base=PROFILE)
-        run_ingest(params)
+        params = params_for(Path(workdir), parse_sets(args.set), **base_params(args, PROFILE))
+        prepare_data(params)
         run_pretrain(params)
         times: dict = {}
         with timed(times, "ours_seconds"):

@@ -16,9 +16,12 @@ from tinynlp.config import Params, parse_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT / "params.yaml") -> Params:
-    """The repo's params with every output path moved under `workdir` and `overrides` merged in
-    (nested dicts: {"finetune": {"epochs": 3}})."""
+def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT / "params.yaml",
+               workspace: Path = ROOT) -> Params:
+    """The params of `base` (the repo's params.yaml by default) with every output path moved under
+    `workdir` and `overrides` merged in (nested dicts: {"finetune": {"epochs": 3}}). Relative
+    input paths in it are read from `workspace` (the repo: profiles in examples/params/ are written
+    for it)."""
     raw = yaml.safe_load(base.read_text())
     for key in ("ingested", "augmented", "tokenizer", "pretrained", "model", "pruned", "distilled", "quantized",
                 "promoted", "checkpoints", "reports"):
@@ -31,11 +34,30 @@ def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT /
         merged.update(values)
         raw[section] = merged
     cwd = os.getcwd()
-    os.chdir(ROOT)  # raw paths in params.yaml are relative to the repo
+    os.chdir(workspace)
     try:
         return parse_params(raw)
     finally:
         os.chdir(cwd)
+
+
+def base_params(parser_args, default: Path) -> dict:
+    """`base` and `workspace` for params_for from a script's `--params`: a user's own params file
+    reads its relative paths from its own folder; the default reads them from the repo."""
+    if parser_args.params is None:
+        return {"base": default, "workspace": ROOT}
+    return {"base": parser_args.params, "workspace": parser_args.params.resolve().parent}
+
+
+def prepare_data(params: Params) -> dict:
+    """The validated splits and the training split that finetune reads (the augment stage's output,
+    a byte copy of the validated split when augmentation is off), made by the real stages."""
+    from tasks.augment import run_augment
+    from tasks.ingest import run_ingest
+
+    ingested = run_ingest(params)
+    run_augment(params)
+    return ingested
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
+from benchmarks.common import ROOT, params_for, prepare_data, timed, write_json  # noqa: E402
 from benchmarks.finetune_vs_hf import parse_sets  # noqa: E402
 from benchmarks.finetune_options import merge  # noqa: E402
 from tinynlp import modeling  # noqa: E402
@@ -33,7 +33,6 @@ def main() -> None:
     configure_logging()
     threads = modeling.set_threads()
     from tasks.distill import run_distill
-    from tasks.ingest import run_ingest
 
     base = parse_sets(args.set)
     rows = []
@@ -41,7 +40,7 @@ def main() -> None:
         for mode in MODES:
             params = params_for(Path(workdir), merge(base, {"distill": {"teacher_logits": mode}}))
             if not Path(params.paths.ingested).exists():
-                run_ingest(params)
+                prepare_data(params)
                 shutil.copytree(args.teacher, params.paths.model)
             times: dict = {}
             with timed(times, "seconds"):

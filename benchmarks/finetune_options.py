@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
+from benchmarks.common import ROOT, params_for, prepare_data, timed, write_json  # noqa: E402
 from benchmarks.finetune_vs_hf import parse_sets  # noqa: E402
 from tinynlp import modeling  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
@@ -45,7 +45,6 @@ def main() -> None:
     threads = modeling.set_threads()
     from tasks.evaluate import run_evaluate
     from tasks.finetune import run_finetune
-    from tasks.ingest import run_ingest
     from tasks.pretrain import run_pretrain
 
     base = parse_sets(args.set)
@@ -57,7 +56,7 @@ def main() -> None:
     for name in args.only.split(","):
         with tempfile.TemporaryDirectory() as workdir:
             params = params_for(Path(workdir), merge(base, OPTIONS[name]))
-            run_ingest(params)
+            prepare_data(params)
             times: dict = {}
             with timed(times, "pretrain_seconds"):
                 run_pretrain(params)

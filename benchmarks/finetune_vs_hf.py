@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, params_for, timed, write_json  # noqa: E402
+from benchmarks.common import ROOT, base_params, params_for, prepare_data, timed, write_json  # noqa: E402
 from tasks.common import read_labels, read_split  # noqa: E402
 from tinynlp import modeling, ner  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
@@ -77,6 +77,8 @@ def parse_sets(pairs: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--params", type=Path, help="params file to start from (your own data and checkpoint); "
+                        "its relative paths are read from its folder")
     parser.add_argument("--set", action="append", default=[], help="override ours, e.g. finetune.epochs=3")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/finetune_vs_hf.json"))
     args = parser.parse_args()
@@ -84,12 +86,11 @@ def main() -> None:
     threads = modeling.set_threads()
     from tasks.evaluate import run_evaluate
     from tasks.finetune import run_finetune
-    from tasks.ingest import run_ingest
     from tasks.pretrain import run_pretrain
 
     with tempfile.TemporaryDirectory() as workdir:
-        params = params_for(Path(workdir), parse_sets(args.set))
-        run_ingest(params)
+        params = params_for(Path(workdir), parse_sets(args.set), **base_params(args, ROOT / "params.yaml"))
+        prepare_data(params)
         run_pretrain(params)
         times: dict = {}
         with timed(times, "plain_seconds"):

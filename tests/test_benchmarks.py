@@ -1,0 +1,33 @@
+"""The side-by-side benchmarks run end to end (on the tiny workspace, through `--params`): a
+benchmark that breaks when a stage is added to the DAG is caught here, not in a user's hands."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import ROOT, run, use_classification
+
+
+def _benchmark(script: str, workspace: Path, *args: str) -> dict:
+    out = workspace / "bench.json"
+    run([sys.executable, str(ROOT / "benchmarks" / script), "--params", str(workspace / "params.yaml"),
+         "--out", str(out), *args], cwd=workspace)
+    return json.loads(out.read_text())
+
+
+def test_ner_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
+    result = _benchmark("finetune_vs_hf.py", workspace, "--set", "finetune.epochs=2")
+    assert 0.0 <= result["plain_test_f1"] <= 1.0 and 0.0 <= result["ours_test_f1"] <= 1.0
+    assert result["ours_seconds"] > 0 and result["plain_seconds"] > 0
+    assert result["time_ratio_ours_over_plain"] == round(result["ours_seconds"] / result["plain_seconds"], 3)
+    assert result["overrides"] == {"finetune": {"epochs": 2}}
+
+
+def test_classification_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
+    use_classification(workspace)
+    result = _benchmark("classification_vs_hf.py", workspace, "--set", "finetune.epochs=2")
+    recipes = {row["recipe"]: row for row in result["rows"]}
+    assert set(recipes) == {"plain run_glue-style Trainer", "ours (finetune + evaluate)"}
+    assert all(0.0 <= row["test accuracy"] <= 1.0 and row["seconds"] > 0 for row in recipes.values())
+    assert result["time_ratio_ours_over_plain"] > 0
