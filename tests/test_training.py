@@ -76,3 +76,23 @@ def test_a_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-14")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-14", "checkpoint-7"]
     assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+
+
+def test_epoch_order_is_seeded_and_either_length_grouped_or_shuffled():
+    from tinynlp.training import _EpochSampler
+
+    lengths = [1 + (i * 37) % 50 for i in range(400)]
+    grouped, shuffled = _EpochSampler(lengths, 8, seed=3), _EpochSampler(lengths, 8, seed=3, grouped=False)
+    for sampler in (grouped, shuffled):
+        first = list(sampler)
+        assert sorted(first) == list(range(400))            # every example once
+        assert list(sampler) == first                        # same seed and epoch: same order (resume, DDP ranks)
+        sampler.set_epoch(1)
+        assert list(sampler) != first                        # a new order each epoch
+        sampler.set_epoch(0)
+
+    def spread(order):  # mean length range inside a batch of 8
+        batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+        return np.mean([max(lengths[j] for j in b) - min(lengths[j] for j in b) for b in batches])
+
+    assert spread(list(grouped)) < 0.25 * spread(list(shuffled))

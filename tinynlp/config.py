@@ -194,6 +194,8 @@ class _TrainingSection(_Section):
     lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     gradient_accumulation: int = Field(1, ge=1)
     patience: int = Field(2, ge=1, description="epochs without dev gain before stopping")
+    batch_order: Literal["length_grouped", "random"] = Field(
+        "length_grouped", description="length_grouped: batches of similar length, least padding; random: plain shuffle")
 
 
 class FinetuneConfig(_TrainingSection):

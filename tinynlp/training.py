@@ -39,6 +39,7 @@ class TrainSettings:
     fgm_epsilon: float = 0.0         # > 0: FGM adversarial training on the input embeddings
     device: str = "cpu"              # cpu | cuda | auto (execution.device)
     precision: str = "fp32"          # fp32 | fp16 | bf16 (execution.precision)
+    batch_order: str = "length_grouped"  # length_grouped | random
 
 
 @dataclass
@@ -119,7 +120,8 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         disable_tqdm=not interactive, dataloader_num_workers=0, save_only_model=False,
         remove_unused_columns=False,  # the MLM collator needs offsets/special-token masks
         prediction_loss_only=compute_metrics is None)
-    trainer = _trainer_class(loss_fn, settings.fgm_epsilon, settings.batch_size)(model=model, args=args, train_dataset=_with_lengths(train_features),
+    trainer = _trainer_class(loss_fn, settings.fgm_epsilon, settings.batch_size,
+                             settings.batch_order == "length_grouped")(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
@@ -179,14 +181,16 @@ def _without_length(collator: Callable) -> Callable:
     return lambda features: collator([{k: v for k, v in f.items() if k != "length"} for f in features])
 
 
-class _EpochLengthGroupedSampler(torch.utils.data.Sampler):
-    """HF's length-grouped order, drawn from a generator seeded by (seed, epoch) over the global
-    batch. HF's own sampler draws from the global torch RNG, which drifts apart between DDP ranks
-    (dropout consumes it per shard), and groups by the per-process batch; this one gives every
-    rank the same order, the order of a single-process run, and the same order again on resume."""
+class _EpochSampler(torch.utils.data.Sampler):
+    """The training order of an epoch, drawn from a generator seeded by (seed, epoch): HF's
+    length-grouped order over the global batch, or a plain shuffle. HF's own sampler draws from the
+    global torch RNG, which drifts apart between DDP ranks (dropout consumes it per shard), and
+    groups by the per-process batch; this one gives every rank the same order, the order of a
+    single-process run, and the same order again on resume."""
 
-    def __init__(self, lengths: Sequence[int], global_batch: int, seed: int):
+    def __init__(self, lengths: Sequence[int], global_batch: int, seed: int, grouped: bool = True):
         self.lengths, self.global_batch, self.seed, self.epoch = list(lengths), global_batch, seed, 0
+        self.grouped = grouped
 
     def set_epoch(self, epoch: int) -> None:  # the Trainer calls it (through accelerate) every epoch
         self.epoch = int(epoch)
@@ -198,10 +202,12 @@ class _EpochLengthGroupedSampler(torch.utils.data.Sampler):
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if not self.grouped:
+            return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
         return iter(get_length_grouped_indices(self.lengths, self.global_batch, generator=generator))
 
 
-def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int):
+def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int, grouped: bool):
     from torch.nn import functional as F
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
@@ -215,8 +221,8 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: i
 
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
-            return _EpochLengthGroupedSampler(dataset["length"], global_batch * self.args.gradient_accumulation_steps,
-                                              self.args.data_seed)
+            return _EpochSampler(dataset["length"], global_batch * self.args.gradient_accumulation_steps,
+                                 self.args.data_seed, grouped)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
