@@ -78,3 +78,22 @@ def test_masked_only_loss_equals_the_full_head_loss(tiny_bert):
         expected = model(**inputs).loss
         loss, _ = mlm.masked_only_loss(model, inputs)
     torch.testing.assert_close(loss, expected)
+
+
+def test_tokenization_logs_an_eta_and_its_cache_key_ignores_the_meter(tmp_path, tiny_bert, caplog):
+    import logging
+
+    from tinynlp import modeling
+
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("\n".join(text for text, _ in TRAIN * 40) + "\n")
+    tokenizer = modeling.load_tokenizer(str(tiny_bert))
+    corpus = mlm.load_corpus(str(corpus_file), 0.2, seed=1)
+    with caplog.at_level(logging.INFO, logger="tinynlp.progress"):
+        first = mlm.tokenize(corpus, tokenizer, whole_word=False)
+    rows = len(corpus["train"])
+    assert f"tokenize train {rows}/{rows} (100%)" in caplog.text and "texts/s, ETA 0m00s" in caplog.text
+    # a second run (new meter, new counts) has the same fingerprint, so datasets reuses its cache
+    again = mlm.tokenize(corpus, tokenizer, whole_word=False)
+    assert again["train"]._fingerprint == first["train"]._fingerprint
+    assert mlm.tokenize(corpus, tokenizer, whole_word=True)["train"]._fingerprint != first["train"]._fingerprint

@@ -10,6 +10,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tinynlp import progress
+
 log = logging.getLogger(__name__)
 TOKENIZER_STAMP = "corpus_fingerprint.json"
 
@@ -45,12 +47,36 @@ def load_corpus(location: str, eval_fraction: float, seed: int, max_texts: int =
     return raw.train_test_split(test_size=eval_fraction, seed=seed, shuffle=True)
 
 
+class _Encode:
+    """The tokenizing function handed to `datasets.map`, counting rows into a progress meter (an
+    ETA in the log, where the progress bar is off). The meter is left out of its pickled state,
+    which is what `datasets` hashes for the cache: the cache key stays the tokenizer and options."""
+
+    def __init__(self, tokenizer, whole_word: bool, meter: progress.Meter):
+        self.tokenizer, self.whole_word, self.meter = tokenizer, whole_word, meter
+
+    def __getstate__(self) -> dict:
+        return {"tokenizer": self.tokenizer, "whole_word": self.whole_word}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, meter=None)
+
+    def __call__(self, batch: dict) -> dict:
+        encoded = self.tokenizer(batch["text"], return_special_tokens_mask=True,
+                                 return_offsets_mapping=self.whole_word, truncation=False, verbose=False)
+        if self.meter is not None:
+            self.meter.advance(len(batch["text"]))
+        return encoded
+
+
 def tokenize(corpus, tokenizer, whole_word: bool):
     """Tokenize without truncation; `datasets` caches the result keyed on the tokenizer."""
-    def encode(batch):
-        return tokenizer(batch["text"], return_special_tokens_mask=True, return_offsets_mapping=whole_word,
-                         truncation=False, verbose=False)
-    return corpus.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+    import datasets
+
+    return datasets.DatasetDict({
+        name: split.map(_Encode(tokenizer, whole_word, progress.Meter(len(split), f"tokenize {name}", "texts")),
+                        batched=True, remove_columns=["text"], desc=f"tokenize {name}")
+        for name, split in corpus.items()})
 
 
 def group_texts(examples: dict, block_size: int) -> dict:

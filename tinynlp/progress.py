@@ -46,13 +46,34 @@ def clock(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+class Meter:
+    """Counts units of work done out of `total` and, each time another `every_percent` of it is
+    done (and at the end), logs `what done/total (pct), rate, ETA` and reports it to listeners:
+    progress that reads well in a log file, where a progress bar is turned off."""
+
+    def __init__(self, total: int, what: str, unit: str = "", every_percent: float = 10.0):
+        self.total, self.what, self.unit, self.every = max(int(total), 0), what, unit, every_percent
+        self.done, self._next, self._started = 0, every_percent, time.monotonic()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        if percent + 1e-9 < self._next and self.done < self.total:
+            return
+        while self._next <= percent + 1e-9:
+            self._next += self.every
+        elapsed = time.monotonic() - self._started
+        eta = clock(elapsed / self.done * (self.total - self.done)) if self.done else "?"
+        rate = f", {self.done / elapsed:.0f} {self.unit}/s" if self.unit and elapsed > 0 else ""
+        log.info("%s %d/%d (%.0f%%), %s elapsed%s, ETA %s", self.what, self.done, self.total, percent,
+                 clock(elapsed), rate, eta)
+        report(self.what, percent, f"{self.done}/{self.total}, ETA {eta}")
+
+
 def track(items: Sequence[T], what: str) -> Iterator[T]:
-    """Yield each item; after each, log `what i/n (pct), ETA` and report it, so a loop over a few
-    slow steps (variants to score, candidates to calibrate) shows how far it is and how long is left."""
-    started, total = time.monotonic(), len(items)
-    for done, item in enumerate(items, 1):
+    """Yield each item, logging and reporting after each: a loop over a few slow steps (variants
+    to score, candidates to calibrate) shows how far it is and how long is left."""
+    meter = Meter(len(items), what, every_percent=1e-6)
+    for item in items:
         yield item
-        elapsed = time.monotonic() - started
-        eta = clock(elapsed / done * (total - done))
-        log.info("%s %d/%d (%.0f%%), %s elapsed, ETA %s", what, done, total, 100 * done / total, clock(elapsed), eta)
-        report(what, 100 * done / total, f"{done}/{total}, ETA {eta}")
+        meter.advance()
