@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 def _repo(root: str | Path = "."):
     from dvc.repo import Repo
 
+    # Importing dvc installs its own console handlers at INFO: every commit would print "Updating
+    # lock file" once on stdout and again through the root logger. The flow reports each stage
+    # itself; DVC keeps its warnings, printed once by its own handler.
+    dvc_logger = logging.getLogger("dvc")
+    dvc_logger.setLevel(logging.WARNING)
+    dvc_logger.propagate = False
     return Repo(str(root))
 
 

@@ -30,9 +30,10 @@ def quiet_libraries() -> None:
         datasets.disable_progress_bars()
     for noisy in ("great_expectations", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Known-harmless warnings: torchao's optional CUDA kernels and Triton are absent on CPU, and ORT's
-    # attention fusion compares a pruned model's narrower attention width with the hidden size.
-    for harmless in ("torchao", "fusion_attention"):
+    # Known-harmless warnings: torchao's optional CUDA kernels and Triton are absent on CPU; ORT's
+    # attention fusion compares a pruned model's narrower attention width with the hidden size;
+    # torch deprecates the Enum registrations torchao makes on import (torchao's to change, not ours).
+    for harmless in ("torchao", "fusion_attention", "torch.utils._pytree"):
         logging.getLogger(harmless).setLevel(logging.ERROR)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_ort_preprocessing_advice)

@@ -124,6 +124,8 @@ def run_suites(splits: Mapping[str, tuple[SplitFrames, list[Rule]]], docs_dir: s
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # that module sets INFO on its logger when imported: every run would announce its temp dir
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.add_data_docs_site(site_name="pipeline", site_config={
