@@ -20,6 +20,7 @@ from tinynlp.reporting import markdown_table  # noqa: E402
 
 OPTIONS = {
     "baseline": {},
+    "random_order": {"finetune": {"batch_order": "random"}},
     "label_all_tokens": {"finetune": {"label_all_tokens": True}},
     "fgm": {"finetune": {"fgm_epsilon": 1.0}},
     "lora": {"finetune": {"peft": "lora", "learning_rate": 1e-3}},

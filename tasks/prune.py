@@ -35,8 +35,10 @@ def prune_unstructured(params: Params, data: TrainingData, scratch: Path) -> tup
         pruning.apply_global_magnitude(model, sparsity)
         log.info("prune (unstructured) step %d/%d: sparsity %.3f, recovering", step, cfg.steps, sparsity)
         result = _recover(model, data, params, scratch / f"unstructured-{step}")
+        # dev_score: the task-neutral name the dvc.yaml plot reads (as in the finetune/distill histories)
         history.append({"step": step, "target_sparsity": round(sparsity, 4),
-                        f"dev_{data.head.metric}": round(result.best_metric, 5), "seconds": round(result.seconds, 1)})
+                        f"dev_{data.head.metric}": round(result.best_metric, 5), "dev_score": round(result.best_metric, 5),
+                        "seconds": round(result.seconds, 1)})
     pruning.make_permanent(model)
     report = pruning.sparsity_report(model)
     return model, {"sparsity": round(report["sparsity"], 4), "model_sparsity": round(report["model_sparsity"], 4),

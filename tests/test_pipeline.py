@@ -156,7 +156,8 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert):
     plots = json.loads(run(DVC + ["plots", "show", "--json"], workspace).stdout)
     assert not plots.get("errors"), plots.get("errors")
     rendered = set(plots["data"])  # {"data": {plot id: [rendered definitions]}}
-    assert {"dev_metric_per_epoch", "loss_per_epoch", "mlm_perplexity", "latency_vs_quality", "distill_dev_per_epoch"} <= rendered, rendered
+    assert rendered == {"dev_metric_per_epoch", "loss_per_epoch", "mlm_perplexity", "latency_vs_quality",
+                        "prune_dev_per_step", "distill_dev_per_epoch"}, rendered
 
 
 def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefect_backend, monkeypatch):

@@ -392,10 +392,10 @@ def declared_plots(workspace: Path) -> dict[str, str]:
     return {name: spec["title"] for entry in plots for name, spec in entry.items()}
 
 
-def test_dvc_plots_render_offline_in_the_browser(ui_run, browser):
-    workspace = ui_run.workspace
-    bundle = ui_run.vega.read()
-    # dvc's own page loads vega from a CDN ({scripts}); this template inlines it and records each embed
+def render_dvc_plots(workspace: Path, command: list[str], bundle: str, browser) -> dict:
+    """Run `dvc plots show|diff ...` with a template that inlines Vega (DVC's own page loads it
+    from a CDN), open the page in the browser and return {plot id: {marks, texts}} once every
+    embedded plot has drawn (or None for a declared plot without a div)."""
     recorder = """
     window.__plots = {rendered: [], errors: []};
     (function () {
@@ -406,33 +406,40 @@ def test_dvc_plots_render_offline_in_the_browser(ui_run, browser):
           .catch(function (error) { window.__plots.errors.push(el + ": " + error); });
       };
     })();"""
-    template = workspace.parent / "plots-template.html"
+    template = workspace.parent / f"plots-template-{workspace.name}.html"
     template.write_text("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>DVC Plot</title>\n"
                         f"<script>{bundle}</script>\n<script>{recorder}</script>\n</head>\n<body>\n{{plot_divs}}\n"
                         "</body>\n</html>\n", encoding="utf-8")
     try:
-        shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template", str(template)],
+        shown = subprocess.run([sys.executable, "-m", "dvc", "plots", *command, "--html-template", str(template)],
                                cwd=workspace, env=clean_env(), capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
-        pytest.fail("dvc plots show did not finish in 120s")
-    assert shown.returncode == 0, f"dvc plots show failed:\n{shown.stdout}\n{shown.stderr}"
+        pytest.fail(f"dvc plots {' '.join(command)} did not finish in 120s")
+    assert shown.returncode == 0, f"dvc plots {' '.join(command)} failed:\n{shown.stdout}\n{shown.stderr}"
     page = workspace / "dvc_plots" / "index.html"
     assert "<script src=" not in page.read_text(encoding="utf-8"), "the plots page still loads a script from outside"
 
     plots = declared_plots(workspace)
     browser.get(page.as_uri())
-    divs = browser.execute_script("return document.querySelectorAll('body > div[id]').length")
-    assert divs >= len(plots), divs
+    ids = browser.execute_script("return Array.from(document.querySelectorAll('body > div[id]')).map(d => d.id)")
+    assert sorted(ids) == sorted(plots), f"the page draws {sorted(ids)}, dvc.yaml declares {sorted(plots)}"
+    divs = len(ids)
     status = wait_until(browser, lambda d: (s := d.execute_script("return window.__plots")) and
                         len(s["rendered"]) + len(s["errors"]) >= divs and s, f"{divs} embedded plots")
     assert not status["errors"], status["errors"]
-    drawn = browser.execute_script("""return Object.fromEntries(Array.from(arguments[0]).map(id => {
+    return browser.execute_script("""return Object.fromEntries(Array.from(arguments[0]).map(id => {
         const div = document.getElementById(id);
         if (!div) return [id, null];
         const marks = Array.from(div.querySelectorAll('svg g.role-mark')).reduce((n, g) => n + g.children.length, 0);
         const texts = Array.from(div.querySelectorAll('svg text')).map(t => t.textContent);
         return [id, {marks: marks, texts: texts}];
     }));""", list(plots))
+
+
+def test_dvc_plots_render_offline_in_the_browser(ui_run, browser):
+    workspace = ui_run.workspace
+    drawn = render_dvc_plots(workspace, ["show"], ui_run.vega.read(), browser)
+    plots = declared_plots(workspace)
     assert NO_DATA <= set(plots), sorted(plots)
     for name, title in plots.items():
         assert drawn[name] is not None, f"no <div id={name}> on the plots page"
@@ -442,3 +449,24 @@ def test_dvc_plots_render_offline_in_the_browser(ui_run, browser):
         assert title in drawn[name]["texts"], (name, title, drawn[name]["texts"])
         assert drawn[name]["marks"] > 0, f"plot {name} drew no marks"
     screenshot(browser, "plots.png")
+
+
+def test_dvc_plots_diff_draws_both_revisions_in_the_browser(ui_run, browser, tmp_path):
+    """The run is committed; finetune is re-run with one more epoch; `dvc plots diff HEAD` draws
+    the committed curve and the workspace's side by side, each named in the legend."""
+    workspace = tmp_path / "ws-diff"
+    shutil.copytree(ui_run.workspace, workspace, symlinks=True)
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "first run"]):
+        subprocess.run(command, cwd=workspace, check=True, capture_output=True)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["finetune"]["epochs"] += 1
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", "finetune"], cwd=workspace,
+                           env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert repro.returncode == 0, f"dvc repro -s finetune failed:\n{repro.stdout[-2000:]}\n{repro.stderr[-2000:]}"
+    drawn = render_dvc_plots(workspace, ["diff", "HEAD"], ui_run.vega.read(), browser)
+    for name in ("dev_metric_per_epoch", "loss_per_epoch"):
+        legend = " ".join(drawn[name]["texts"])
+        assert "HEAD" in legend and "workspace" in legend, (name, drawn[name]["texts"])
+        assert drawn[name]["marks"] > 0, f"plot {name} drew no marks"
+    screenshot(browser, "plots-diff.png")
