@@ -48,8 +48,8 @@ def clock(seconds: float) -> str:
 
 class Meter:
     """Counts units of work done out of `total` and, each time another `every_percent` of it is
-    done (and at the end), logs `what done/total (pct), rate, ETA` and reports it to listeners:
-    progress that reads well in a log file, where a progress bar is turned off."""
+    done (0: after every unit; always at the end), logs `what done/total (pct), rate, ETA` and
+    reports it to listeners: progress that reads well in a log file, where a progress bar is off."""
 
     def __init__(self, total: int, what: str, unit: str = "", every_percent: float = 10.0):
         self.total, self.what, self.unit, self.every = max(int(total), 0), what, unit, every_percent
@@ -58,10 +58,10 @@ class Meter:
     def advance(self, count: int = 1) -> None:
         self.done += count
         percent = 100.0 * self.done / self.total if self.total else 100.0
-        if percent + 1e-9 < self._next and self.done < self.total:
-            return
-        while self._next <= percent + 1e-9:
-            self._next += self.every
+        if self.every > 0:
+            if percent + 1e-9 < self._next and self.done < self.total:
+                return
+            self._next = (math.floor(percent / self.every + 1e-9) + 1) * self.every  # the next threshold past now
         elapsed = time.monotonic() - self._started
         eta = clock(elapsed / self.done * (self.total - self.done)) if self.done else "?"
         rate = f", {self.done / elapsed:.0f} {self.unit}/s" if self.unit and elapsed > 0 else ""
@@ -73,7 +73,7 @@ class Meter:
 def track(items: Sequence[T], what: str) -> Iterator[T]:
     """Yield each item, logging and reporting after each: a loop over a few slow steps (variants
     to score, candidates to calibrate) shows how far it is and how long is left."""
-    meter = Meter(len(items), what, every_percent=1e-6)
+    meter = Meter(len(items), what, every_percent=0)
     for item in items:
         yield item
         meter.advance()
