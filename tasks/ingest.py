@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import IngestConfig, Params
 from tinynlp.errors import DataValidationError
+from tinynlp.splits import hold_out
 from tinynlp.readers import read_conll, read_hf, read_table, table_columns
 from tinynlp.tagging import bio_labels, entity_type
 from tinynlp import validation
@@ -112,12 +113,23 @@ def check_batch_columns(location: str | Path, params: Params) -> None:
             f"have (its columns: {list(known)}; the batch's: {list(batch)})", sorted(set(new.values())), list(new))
 
 
+def carve_dev(train, cfg: IngestConfig):
+    """(train, dev) from the one train file: a seeded `dev_fraction` of its rows held out. Fewer
+    than two rows leave dev empty, which the non-empty rule then reports against the file."""
+    if len(train) < 2:
+        return train, train[:0]
+    return hold_out(train, cfg.dev_fraction, cfg.split_seed, "the train split")
+
+
 def run_ingest(params: Params) -> dict:
     cfg, paths = params.ingest, params.paths
     # accepted retraining batches join train; each is validated as its own file so errors name it
     batches = {f"train_{f.parent.name}": str(f) for f in batch_files(paths.batches, "train")}
     locations = {**paths.raw_splits(), **batches}
-    raw = {name: read_split(location, cfg) for name, location in locations.items()}
+    carved = cfg.dev_fraction > 0  # paths.dev is then the train file: read once, split in two
+    raw = {name: read_split(location, cfg) for name, location in locations.items() if not (carved and name == "dev")}
+    if carved:
+        raw["train"], raw["dev"] = carve_dev(raw["train"], cfg)
     labels = label_set(cfg, raw["train"])
     train_texts = [text for name in ("train", *batches) for text in _texts(raw[name], cfg.task)]
     checks = {name: frames_and_rules(name, location, raw[name], labels, train_texts, cfg)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tinynlp.atomic import atomic_write_text
@@ -20,6 +19,7 @@ from tinynlp.config import IngestConfig, Params, escapes
 from tinynlp.errors import ConfigError
 from tinynlp.heads import ModelSpec, head_for
 from tinynlp.inference import predict_logits
+from tinynlp.splits import hold_out
 from tasks.ingest import read_split, records_table
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,10 @@ def batch_id(files: list[Path], now: datetime | None = None) -> str:
 
 def split_batch(records, fraction: float, seed: int):
     """(train part, held-out part): a seeded random split of the rows, at least one row each."""
-    count = len(records)
-    if count < 2:
-        raise ConfigError(f"a retraining batch needs at least 2 rows to keep a held-out part; it has {count}")
-    order = np.random.default_rng(seed).permutation(count)
-    held = min(count - 1, max(1, round(count * fraction)))
-    holdout, train = sorted(order[:held]), sorted(order[held:])
-    if isinstance(records, pd.DataFrame):
-        return records.iloc[train].reset_index(drop=True), records.iloc[holdout].reset_index(drop=True)
-    return [records[i] for i in train], [records[i] for i in holdout]
+    try:
+        return hold_out(records, fraction, seed, "a retraining batch")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def render(records, cfg: IngestConfig) -> str:

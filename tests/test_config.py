@@ -74,6 +74,18 @@ def test_directory_where_a_file_is_expected(tmp_path):
         parse_params(raw)
 
 
+def test_dev_fraction_and_the_dev_path_must_agree():
+    carving = with_change("ingest", "dev_fraction", 0.1)
+    with pytest.raises(ConfigError, match=r"dev_fraction 0.1 carves dev out of train: set paths.dev to the train split"):
+        parse_params(carving, check_files=False)
+    carving["paths"]["dev"] = carving["paths"]["train"]
+    assert parse_params(carving, check_files=False).ingest.dev_fraction == 0.1
+    same_file = copy.deepcopy(DEFAULTS)
+    same_file["paths"]["dev"] = same_file["paths"]["train"]
+    with pytest.raises(ConfigError, match="paths.dev is the train split: dev would be training data"):
+        parse_params(same_file, check_files=False)
+
+
 def test_format_must_fit_task():
     raw = with_change("ingest", "format", "tsv")
     with pytest.raises(ConfigError, match="cannot hold NER data"):

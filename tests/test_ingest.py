@@ -203,3 +203,47 @@ def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):
     assert (metrics["train_rows"], metrics["train_classes"]) == (60614, 2)
     summary = json.loads((tmp_path / "reports/ingest/validation.json").read_text())
     assert summary["validation"]["dev"]["rules"]["train_overlap"]["success"]
+
+
+def test_dev_carved_out_of_train_is_seeded_disjoint_and_names_the_train_file(classification):
+    rows = [(f"review number {i} was {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg") for i in range(40)]
+    write_tsv("data/raw/train.tsv", rows)
+    classification["paths"]["dev"] = classification["paths"]["train"]
+    classification["ingest"].update(dev_fraction=0.25, split_seed=7)
+    metrics = run_ingest(parse_params(classification))
+    assert (metrics["train_rows"], metrics["dev_rows"]) == (30, 10)
+    import pandas as pd
+    train, dev = (pd.read_parquet(f"data/ingest/{s}.parquet") for s in ("train", "dev"))
+    assert not set(train["text"]) & set(dev["text"]) and len(set(train["text"]) | set(dev["text"])) == 40
+    # each row keeps the line it has in the train file, so an error in dev still names that line
+    assert all(rows[line - 2][0] == text for text, line in zip(dev["text"], dev["line"]))
+    first = Path("data/ingest/dev.parquet").read_bytes()
+    run_ingest(parse_params(classification))
+    assert Path("data/ingest/dev.parquet").read_bytes() == first  # seeded: the same dev every run
+    write_tsv("data/raw/train.tsv", rows + [("an odd one", "meh")])
+    clf_fails(classification, "label_in_set", "data/raw/train.tsv line 42", "'meh'")
+
+
+def test_ner_dev_carved_out_of_train():
+    metrics = run_ingest(_carving_params(dev_fraction=0.5))
+    assert metrics["train_sentences"] + metrics["dev_sentences"] == len(TRAIN)
+    assert metrics["dev_sentences"] == round(len(TRAIN) * 0.5)
+
+
+def _carving_params(**ingest):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["ingest"].update(ingest)
+    raw["paths"]["dev"] = raw["paths"]["train"]
+    return parse_params(raw)
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared is absent")
+def test_agnews_example_profile_carves_dev_from_real_data(tmp_path, monkeypatch):
+    """AG News ships no dev split: the profile holds 10% of its 10,001-row training file out, four classes."""
+    raw = yaml.safe_load((ROOT / "examples/params/agnews.yaml").read_text())
+    monkeypatch.chdir(ROOT)
+    raw["paths"].update(ingested=str(tmp_path / "ingest"), reports=str(tmp_path / "reports"),
+                        allow_outside=[*raw["paths"]["allow_outside"], str(tmp_path)])
+    metrics = run_ingest(parse_params(raw))
+    assert (metrics["train_rows"], metrics["dev_rows"], metrics["test_rows"]) == (9001, 1000, 7600)
+    assert metrics["train_classes"] == metrics["dev_classes"] == 4

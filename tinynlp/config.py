@@ -62,6 +62,10 @@ class IngestConfig(_Section):
     max_length: int = Field(512, ge=1)
     max_token_chars: int = Field(1000, ge=1)
     max_overlap: float = Field(0.05, ge=0.0, le=1.0, description="share of dev/test seen in train")
+    # A corpus with no dev split (AG News ships train and test): dev is a seeded share of the
+    # train file, held out of training. paths.dev then names the train file, so DVC tracks it.
+    dev_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="> 0: dev is this share of train, held out")
+    split_seed: int = Field(42, description="seed of the dev_fraction split")
 
     @model_validator(mode="after")
     def _format_fits_task(self) -> "IngestConfig":
@@ -385,6 +389,17 @@ class Params(_Section):
     drift: DriftConfig = DriftConfig()
     retrain: RetrainConfig = RetrainConfig()
     execution: ExecutionConfig = ExecutionConfig()
+
+    @model_validator(mode="after")
+    def _dev_source_is_clear(self) -> "Params":
+        carved, same_file = self.ingest.dev_fraction > 0, self.paths.dev == self.paths.train
+        if carved and not same_file:
+            raise ValueError(f"ingest.dev_fraction {self.ingest.dev_fraction} carves dev out of train: set paths.dev "
+                             f"to the train split ({self.paths.train}), or dev_fraction to 0 to read {self.paths.dev}")
+        if same_file and not carved:
+            raise ValueError("paths.dev is the train split: dev would be training data; set ingest.dev_fraction "
+                             "(e.g. 0.1) to hold a share of it out as dev")
+        return self
 
 
 KeyLines = dict[tuple[str, ...], int]
