@@ -4,10 +4,12 @@ data, same seed, same threads. Needs ../shared/data.
 
 run_glue's defaults: every sentence padded to max_seq_length 128, batch 32, lr 2e-5, 1 epoch,
 no warm-up. `--plain-padding dynamic` is run_glue with `--pad_to_max_length False`: each shuffled
-batch padded to its longest sentence (DataCollatorWithPadding), far faster on SST-2's short ones. Both recipes are scored at the end on our dev split (6,735 sentences held out of GLUE's
-train) and our test split (GLUE's validation set, 872 sentences).
+batch padded to its longest sentence (DataCollatorWithPadding), far faster on SST-2's short ones.
+Both recipes are scored at the end on our dev split (6,735 sentences held out of GLUE's train) and
+our test split (GLUE's validation set, 872 sentences).
 
-    python benchmarks/classification_vs_hf.py [--plain-padding max_length|dynamic] [--set finetune.learning_rate=5e-5 ...]
+    python benchmarks/classification_vs_hf.py [--plain-padding max_length|dynamic]
+                                              [--set finetune.learning_rate=5e-5 ...]
 """
 from __future__ import annotations
 
@@ -42,9 +44,11 @@ def plain_run_glue(params, seed: int, padding: str = "max_length") -> dict[str, 
     # run_glue: max_seq_length 128, capped by what the model takes
     max_length = min(128, tokenizer.model_max_length, model.config.max_position_embeddings)
 
+    fixed = padding == "max_length"  # otherwise DataCollatorWithPadding pads each batch
+
     def encode(split):
-        pad_to = "max_length" if padding == "max_length" else False  # False: the collator pads each batch
-        batch = tokenizer(split["text"], padding=pad_to, max_length=max_length, truncation=True)
+        batch = tokenizer(split["text"], padding="max_length" if fixed else False, max_length=max_length,
+                          truncation=True)
         return [{"input_ids": i, "attention_mask": m, "labels": label2id[l]}
                 for i, m, l in zip(batch["input_ids"], batch["attention_mask"], split["label"])]
 
@@ -52,7 +56,7 @@ def plain_run_glue(params, seed: int, padding: str = "max_length") -> dict[str, 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=2e-5, per_device_train_batch_size=32,
                              per_device_eval_batch_size=32, num_train_epochs=1, seed=seed, use_cpu=True,
                              report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True)
-    collator = default_data_collator if padding == "max_length" else DataCollatorWithPadding(tokenizer)
+    collator = default_data_collator if fixed else DataCollatorWithPadding(tokenizer)
     trainer = Trainer(model=model, args=args, train_dataset=encode(train), data_collator=collator)
     trainer.train()
     scores = {}
@@ -94,7 +98,8 @@ def main() -> None:
         if not args.skip_plain:
             with timed(times, "plain_seconds"):
                 plain = plain_run_glue(params, params.finetune.seed, args.plain_padding)
-            rows.insert(0, {"recipe": f"plain run_glue-style Trainer ({args.plain_padding} padding)", "dev accuracy": round(plain["dev"]["accuracy"], 4),
+            rows.insert(0, {"recipe": f"plain run_glue-style Trainer ({args.plain_padding} padding)",
+                            "dev accuracy": round(plain["dev"]["accuracy"], 4),
                             "test accuracy": round(plain["test"]["accuracy"], 4), "seconds": times["plain_seconds"]})
     result = {"threads": threads, "overrides": parse_sets(args.set), "plain_padding": args.plain_padding, **times,
               "rows": rows}
