@@ -21,18 +21,36 @@ import sys
 from tasks import STAGE_ORDER
 
 
+class _HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples kept as written, and every option's default shown."""
+
+
+EXIT_CODES = ("exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, "
+              "4 workspace busy (another run)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tinynlp", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the whole DAG as a Prefect flow")
+
+    def command(name: str, summary: str, examples: str, codes: str = EXIT_CODES) -> argparse.ArgumentParser:
+        # the summary heads the subcommand's own --help too; examples show what a user types
+        return commands.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormat,
+                                   epilog=f"examples:\n{examples}\n\n{codes}")
+
+    run = command("run", "run the whole DAG as a Prefect flow (reads params.yaml; up-to-date stages end Cached)",
+                  "  tinynlp run\n  tinynlp run --force --task-runner threads")
     run.add_argument("--force", action="store_true", help="run every stage even if up to date")
     run.add_argument("--task-runner", choices=("sequential", "threads", "dask", "ray"),
                      help="override execution.task_runner: independent stages at once on threads, Dask or Ray")
-    stage = commands.add_parser("stage", help="run one stage (what dvc.yaml runs)")
-    stage.add_argument("name", choices=STAGE_ORDER)
-    stage.add_argument("--params", default="params.yaml")
-    predict = commands.add_parser("predict", help="run the promoted model on text")
+    stage = command("stage", "run one stage, exactly as `dvc repro` runs it (python -m tasks NAME)",
+                    "  tinynlp stage ingest\n  tinynlp stage finetune --params my-params.yaml")
+    stage.add_argument("name", choices=STAGE_ORDER, help="the stage to run")
+    stage.add_argument("--params", default="params.yaml", help="params file")
+    predict = command("predict", "run the promoted model on text: entities (NER) or a label with probabilities",
+                      '  tinynlp predict "Alice moved to Paris ."\n  tinynlp predict --file texts.txt --json'
+                      "\n  cat texts.txt | tinynlp predict --file -")
     predict.add_argument("texts", nargs="*", help="texts to label (or use --file)")
     predict.add_argument("--file", help="UTF-8 text file, one text per line ('-': stdin)")
     predict.add_argument("--model", default="models/promoted", help="promoted model directory")
@@ -40,24 +58,32 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     predict.add_argument("--chunk", type=int, default=1024,
                          help="texts read and predicted at a time (memory stays flat on long files)")
-    drift = commands.add_parser("drift", help="test a batch file for drift against the promoted model's data")
-    drift.add_argument("file")
-    drift.add_argument("--params", default="params.yaml")
-    retrain = commands.add_parser("retrain", help="validate, test for drift, retrain and promote only a better model")
+    drift = command("drift", "test a labelled batch file for drift against the promoted model's training data",
+                    "  tinynlp drift new.conll", "exit codes: 0 no drift, 5 drift found, 1 failure, "
+                    "2 invalid params, 3 invalid batch (named by file, line and rule)")
+    drift.add_argument("file", help="the batch, in the training data's format (CoNLL, TSV, CSV, JSONL)")
+    drift.add_argument("--params", default="params.yaml", help="params file (thresholds in its drift: section)")
+    retrain = command("retrain", "validate, test for drift, retrain and promote only a better model",
+                      "  tinynlp retrain                 # every file in data/incoming/\n"
+                      "  tinynlp retrain new.conll --force")
     retrain.add_argument("files", nargs="*", help="batch files (default: everything in paths.incoming)")
     retrain.add_argument("--force", action="store_true", help="retrain even without drift")
-    deploy = commands.add_parser("deploy", help="serve the retraining flow on the cron in params.yaml")
+    deploy = command("deploy", "serve the retraining flow on the cron in params.yaml (retrain.schedule)",
+                     "  tinynlp deploy\n  tinynlp deploy --apply           # register only, for a worker")
     deploy.add_argument("--apply", action="store_true", help="only register the deployment")
-    serve = commands.add_parser("serve", help="serve the promoted model over HTTP (POST /predict, GET /health)")
+    serve = command("serve", "serve the promoted model over HTTP (POST /predict, GET /health)",
+                    "  tinynlp serve --port 8000\n"
+                    "  curl -s localhost:8000/predict -H 'content-type: application/json' "
+                    "-d '{\"texts\": [\"Alice moved to Paris .\"]}'")
     serve.add_argument("--model", default="models/promoted", help="promoted model directory")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
-    report = commands.add_parser("report", help="print the latest run's tables, or metrics of one revision "
-                                                "against another")
+    report = command("report", "print the latest run's tables, or metrics of one revision against another",
+                     "  tinynlp report\n  tinynlp report --rev HEAD~1\n  tinynlp report --rev model-v1 --against model-v2")
     report.add_argument("--rev", help="git revision to compare from (wraps `dvc metrics diff`)")
     report.add_argument("--against", help="revision to compare to (default: the workspace)")
-    report.add_argument("--params", default="params.yaml")
+    report.add_argument("--params", default="params.yaml", help="params file (where the reports are)")
     args = parser.parse_args(argv)
     if args.command in ("serve", "report"):
         from flows.report_cli import main as run_report

@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import run
 from flows.cli import main as cli
 
@@ -25,3 +27,16 @@ def test_report_prints_latest_tables_and_wraps_dvc_metrics_diff(workspace, capsy
     assert "HEAD -> workspace" in out and "test_entity_f1" in out and "0.6" in out and "0.1" in out
     assert cli(["report", "--rev", "no-such-rev"]) == 1
     assert "dvc metrics diff failed" in capsys.readouterr().err
+
+
+def test_every_subcommand_help_says_what_it_does_with_examples_and_exit_codes(capsys):
+    for name in ("run", "stage", "predict", "drift", "retrain", "deploy", "serve", "report"):
+        with pytest.raises(SystemExit) as exit_:
+            cli([name, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert f"usage: tinynlp {name}" in text and "examples:" in text and "exit codes:" in text, text
+        assert f"  tinynlp {name}" in text.split("examples:")[1], text  # the examples run this command
+    with pytest.raises(SystemExit):
+        cli(["drift", "--help"])
+    assert "5 drift found" in capsys.readouterr().out  # its own exit code, for scripts
