@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-run: setup            ## the whole DAG with DVC (does only what changed)
+run: setup            ## the whole DAG with DVC (does only what changed), then its tables
 	dvc repro
-	dvc metrics show
+	tinynlp report
 
 flow: setup           ## the same DAG as a Prefect flow
 	python -m flows.pipeline

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                       '  tinynlp predict "Alice moved to Paris ."\n  tinynlp predict --file texts.txt --json'
                       "\n  cat texts.txt | tinynlp predict --file -")
     predict.add_argument("texts", nargs="*", help="texts to label (or use --file)")
-    predict.add_argument("--file", help="UTF-8 text file, one text per line ('-': stdin)")
+    predict.add_argument("--file", help="UTF-8 text file, one text per line, blank lines skipped ('-': stdin)")
     predict.add_argument("--model", default="models/promoted", help="promoted model directory")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")

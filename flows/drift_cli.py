@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def signal_rows(verdict: dict, decide_on) -> list[dict]:
-    return [{"signal": s["name"], "statistic": s["statistic"], "p_value": s["p_value"], "flagged": s["drifted"],
-             "decides": s["name"] in decide_on} for s in verdict["signals"]]
+    # a threshold signal (vocabulary: excess out-of-vocabulary rate) has no p-value: a dash, not "None"
+    return [{"signal": s["name"], "statistic": s["statistic"], "p_value": "–" if s["p_value"] is None else s["p_value"],
+             "flagged": s["drifted"], "decides": s["name"] in decide_on} for s in verdict["signals"]]
 
 
 def main(args) -> int:

@@ -164,6 +164,7 @@ def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefec
     from flows.pipeline import pipeline
 
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
+    quick_params(workspace)  # what a failed run leaves alone, not what the model learns
     run_flow(workspace, monkeypatch)
     model = (workspace / "models/finetune/model.safetensors").read_bytes()
     validated = (workspace / "data/ingest/train.parquet").read_bytes()

@@ -37,6 +37,12 @@ def quiet_libraries() -> None:
         logging.getLogger(harmless).setLevel(logging.ERROR)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_ort_preprocessing_advice)
+    # inductor's own oneDNN lowering copies a tensor with torch.tensor() while compiling INC's INT8
+    # program, once per compiled shape: torch's code, nothing a user of ours can act on
+    import warnings
+
+    warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
+                            module=r"torch\._inductor")
 
 
 def _not_ort_preprocessing_advice(record: logging.LogRecord) -> bool:
