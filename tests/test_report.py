@@ -30,13 +30,12 @@ def test_report_prints_latest_tables_and_wraps_dvc_metrics_diff(workspace, capsy
 
 
 def test_every_subcommand_help_says_what_it_does_with_examples_and_exit_codes(capsys):
+    helps = {}
     for name in ("run", "stage", "predict", "drift", "retrain", "deploy", "serve", "report"):
         with pytest.raises(SystemExit) as exit_:
             cli([name, "--help"])
         assert exit_.value.code == 0
-        text = capsys.readouterr().out
+        text = helps[name] = capsys.readouterr().out
         assert f"usage: tinynlp {name}" in text and "examples:" in text and "exit codes:" in text, text
         assert f"  tinynlp {name}" in text.split("examples:")[1], text  # the examples run this command
-    with pytest.raises(SystemExit):
-        cli(["drift", "--help"])
-    assert "5 drift found" in capsys.readouterr().out  # its own exit code, for scripts
+    assert "5 drift found" in helps["drift"]  # its own exit code, for scripts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 PROJECT_LOGGERS = ("tinynlp", "tasks", "flows")
 
@@ -39,8 +40,6 @@ def quiet_libraries() -> None:
         handler.addFilter(_not_ort_preprocessing_advice)
     # inductor's own oneDNN lowering copies a tensor with torch.tensor() while compiling INC's INT8
     # program, once per compiled shape: torch's code, nothing a user of ours can act on
-    import warnings
-
     warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
                             module=r"torch\._inductor")
 
