@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup run flow retrain deploy test ui clean
+.PHONY: setup run flow retrain deploy test test-fast docs dvc-yaml ui clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,17 @@ retrain: setup        ## the retraining flow on the files in data/incoming
 deploy: setup         ## serve the retraining flow on the cron in params.yaml
 	python -m flows.deploy
 
-test: setup           ## the test suite (unit + whole-DAG integration on a tiny BERT)
+test: setup           ## the whole suite, every tier (what CI runs): unit, whole-DAG on a tiny BERT, browser
 	python -m pytest
+
+test-fast: setup      ## the unit tier only (no whole-DAG, no browser): feedback in under 3 minutes
+	python -m pytest -m unit
+
+docs: setup           ## the documentation site in site/ (strict: a broken link or page fails)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
+dvc-yaml: setup       ## regenerate dvc.yaml from the stage table (tasks/stages.py) and the imports
+	python -m tasks.dvc_yaml
 
 ui: setup             ## Prefect UI at http://127.0.0.1:4200
 	prefect server start

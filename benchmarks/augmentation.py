@@ -34,7 +34,8 @@ PROFILES = {"wnut17": ROOT / "params.yaml", "sst2": ROOT / "examples/params/sst2
 
 def score(params) -> dict:
     """The fine-tuned model's dev and test metric, through the evaluate stage's own scoring."""
-    from tasks.common import load_spec, read_split
+    from tinynlp.model_dir import load_spec
+    from tinynlp.splits import read_split
     from tasks.evaluate import score_variant, torch_variants
     from tinynlp.heads import head_for
 
@@ -105,7 +106,7 @@ def run_dataset(name: str, fractions: list[float], overrides: dict, workdir: Pat
 
 
 def _rows_used(params, limit: int) -> int:
-    from tasks.common import read_training_split
+    from tinynlp.splits import read_training_split
 
     return len(read_training_split(params.paths.augmented, limit)["line"])
 

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, base_params, params_for, prepare_data, timed, write_json  # noqa: E402
 from benchmarks.finetune_vs_hf import parse_sets  # noqa: E402
-from tasks.common import read_labels, read_split  # noqa: E402
+from tinynlp.splits import read_labels, read_split  # noqa: E402
 from tinynlp import modeling, textclf  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
 from tinynlp.reporting import markdown_table  # noqa: E402

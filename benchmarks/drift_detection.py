@@ -7,7 +7,7 @@ splits left alone? Needs ../shared/data.
     an SST-2 train sample against another sample.
 
 Every text is embedded (and predicted) once; each comparison then runs the drift stage's own tests
-(tasks.drift.drift_signals, tinynlp.drift.decide) on its rows, with params.yaml's drift section.
+(tinynlp.drift_check.drift_signals, tinynlp.drift.decide) on its rows, with params.yaml's drift section.
 
     nice -n 19 python benchmarks/drift_detection.py [--model-dir models/finetune] [--sst2-model-dir DIR]
         [--splits 20] [--permutations 1000]
@@ -24,13 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, timed, write_json  # noqa: E402
-from tasks.common import PIPELINE_FILE, load_model  # noqa: E402
-from tasks.drift import Side, drift_signals, embed_texts, predict_rows, subword_counts, unknown_rate  # noqa: E402
-from tasks.promote import ENCODER_FILE, write_encoder  # noqa: E402  the encoder promotion writes
+from tinynlp.model_dir import ENCODER_FILE, MODEL_FILE, PIPELINE_FILE, load_model  # noqa: E402
+from tinynlp.drift_check import Side, drift_signals, embed_texts, predict_rows, subword_counts, unknown_rate  # noqa: E402
+from tinynlp.promotion import write_encoder  # noqa: E402  the encoder promotion writes
 from tinynlp import drift, modeling, quantization  # noqa: E402
 from tinynlp.config import DriftConfig, load_params  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
-from tinynlp.predict import MODEL_FILE, Predictor  # noqa: E402
+from tinynlp.predict import Predictor  # noqa: E402
 from tinynlp.readers import read_conll, read_table  # noqa: E402
 from tinynlp.reporting import markdown_table  # noqa: E402
 
@@ -103,7 +103,7 @@ def build_pool(model: Model, words: list[list[str]], texts: list[str], labels: l
 
 
 def side(pool: Pool, rows: np.ndarray, cfg: DriftConfig, rng: np.random.Generator) -> Side:
-    """As tasks.drift builds a side: all rows' words; embeddings, labels, predictions of a subsample."""
+    """As tinynlp.drift_check builds a side: all rows' words; embeddings, labels, predictions of a subsample."""
     sampled = rows[drift.subsample(len(rows), cfg.max_samples, rng)]
     pick = lambda values: None if values is None else [values[i] for i in sampled]
     return Side([pool.words[i] for i in rows], pool.vectors[sampled], pick(pool.labels), pick(pool.predicted),

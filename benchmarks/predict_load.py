@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, write_json  # noqa: E402
-from tasks.common import read_split  # noqa: E402
+from tinynlp.splits import read_split  # noqa: E402
 from tinynlp.reporting import markdown_table  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def sentences(ingested: str) -> list[str]:
 
 def run_predict(model: str, path: Path, chunk: int) -> dict:
     """One `tinynlp predict` process: wall time and its own peak RSS (from wait4)."""
-    command = [sys.executable, "-m", "flows.cli", "predict", "--model", model, "--file", str(path), "--json",
+    command = [sys.executable, "-m", "cli.main", "predict", "--model", model, "--file", str(path), "--json",
                "--chunk", str(chunk)]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -41,7 +41,7 @@ def _dvc_locked(func):
         from dvc.lock import LockError
         from filelock import FileLock
 
-        from tasks.lock import WorkspaceBusyError
+        from tinynlp.errors import WorkspaceBusyError
         deadline, waited = time.monotonic() + DVC_LOCK_WAIT_SECONDS, False
         with FileLock(str(Path(root) / ".dvc" / "tmp" / "tinynlp-sync.lock")):
             while True:

@@ -1,6 +1,7 @@
-"""The DAG as a Prefect flow: ingest -> augment, pretrain -> finetune -> prune -> distill -> quantize -> evaluate.
-Each task is a thin shell over the
-same stage function `dvc repro` runs; DVC decides whether a stage is up to date.
+"""The DAG as a Prefect flow. Its tasks and their dependencies come from the stage table
+(tasks/stages.py), the one `dvc.yaml` is generated from: ingest -> augment, pretrain -> finetune ->
+prune, distill -> quantize -> evaluate. Each task is a thin shell over the same stage function
+`dvc repro` runs; DVC decides whether a stage is up to date.
 
     python -m flows.pipeline [--force]
 
@@ -10,7 +11,6 @@ DVC and Prefect judge "changed" from the same values.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -24,11 +24,12 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import artifacts, dvc_sync
-from tasks import STAGE_ORDER, stage_function
-from tasks.lock import WorkspaceBusyError, workspace_lock
+from tasks.stages import STAGE_ORDER, run_stage, upstream
 from tinynlp.config import ExecutionConfig, Params, load_params
-from tinynlp.errors import DataValidationError, ConfigError
+from tinynlp.errors import ConfigError, DataValidationError, WorkspaceBusyError, exit_code
+from tinynlp.fingerprints import digest
 from tinynlp.logs import configure_logging
+from tinynlp.workspace import workspace_lock
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _run_stage(stage: str, force: bool = False):
         return Completed(name="Cached", message="up to date in dvc.lock", data=dvc_sync.stage_metrics(stage))
     log.info("%s: running (changed: %s)", stage, changes or "forced")
     with artifacts.progress_artifact(stage):
-        metrics = stage_function(stage)(load_params(PARAMS_FILE))
+        metrics = run_stage(stage, load_params(PARAMS_FILE))
     dvc_sync.commit_stage(stage)
     return metrics
 
@@ -99,24 +100,10 @@ def configured(params: Params):
     return pipeline.with_options(task_runner=task_runner(params.execution))
 
 
-def _digest(*locations: str) -> str:
-    """8 hex digits of the files at `locations` (a folder: every file under it), names and bytes."""
-    digest = hashlib.sha256()
-    for location in locations:
-        digest.update(f"{location}\n".encode())
-        path = Path(location)
-        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-            if file.is_file():
-                digest.update(f"{file}\n".encode())
-                with file.open("rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-    return digest.hexdigest()[:8]
-
-
 def data_version(params: Params) -> str:
     """The raw splits and accepted batches as they are now (what ingest reads)."""
-    return _digest(*params.paths.raw_splits().values(), params.paths.batches)
+    locations = [*params.paths.raw_splits().values(), params.paths.batches]
+    return digest(locations, texts=locations, length=8)
 
 
 def run_tags(params: Params) -> list[str]:
@@ -137,7 +124,7 @@ def run_name() -> str:
 
     try:
         params = load_params(PARAMS_FILE)
-        name = f"{params.ingest.task}-data-{data_version(params)}-params-{_digest(PARAMS_FILE)}"
+        name = f"{params.ingest.task}-data-{data_version(params)}-params-{digest([PARAMS_FILE], length=8)}"
     except Exception:
         name = "pipeline"
     return name + ("-force" if flow_run.parameters.get("force") else "")
@@ -151,20 +138,15 @@ def pipeline(force: bool = False) -> dict:
     retry = {"retries": params.execution.retries, "retry_delay_seconds": params.execution.retry_delay_seconds}
     stages = {name: stage_task.with_options(**retry) for name, stage_task in stage_tasks.items()}
     with workspace_lock():
-        # submitted in DAG order; the task runner runs what is ready at the same time (augment and
-        # pretrain; prune and distill)
-        ingest = stages["ingest"].submit(force)
-        augment = stages["augment"].submit(force, wait_for=[ingest])
-        pretrain = stages["pretrain"].submit(force, wait_for=[ingest])
-        finetune = stages["finetune"].submit(force, wait_for=[augment, pretrain])
-        prune = stages["prune"].submit(force, wait_for=[finetune])
-        distill = stages["distill"].submit(force, wait_for=[finetune])
-        quantize = stages["quantize"].submit(force, wait_for=[prune, distill])
-        evaluate = stages["evaluate"].submit(force, wait_for=[quantize])
+        # submitted in table order (a topological order), each waiting for the stages it reads from;
+        # the task runner runs what is ready at the same time (augment and pretrain; prune and distill)
+        futures = {}
+        for name, after in upstream(params).items():
+            futures[name] = stages[name].submit(force, wait_for=[futures[u] for u in after])
         # in DAG order, so a failure surfaces as its own error (bad data: DataValidationError)
         reports = Path(params.paths.reports)
         try:
-            ingest.result()
+            futures["ingest"].result()
         except DataValidationError as exc:  # what failed, where, in the UI too
             create_markdown_artifact(markdown=artifacts.validation_failure(exc, reports), key="data-validation",
                                      description="the rules the data broke, by file and line")
@@ -172,9 +154,7 @@ def pipeline(force: bool = False) -> dict:
         create_markdown_artifact(markdown=artifacts.validation_summary(reports), key="data-validation",
                                  description="Great Expectations rules checked on each split, with a link to the "
                                              "Data Docs")
-        for future in (augment, pretrain, finetune, prune, distill, quantize):
-            future.result()
-        metrics = evaluate.result()
+        metrics = {name: future.result() for name, future in futures.items()}["evaluate"]
     create_markdown_artifact(markdown=artifacts.training_summary(reports), key="training-curves",
                              description="per-epoch losses and dev scores of pretrain, finetune, prune and distill; "
                                          "MLM perplexity before and after")
@@ -212,23 +192,19 @@ def run_from_cli(start: Callable[[], State]) -> int:
         state = start()
     except ConfigError as exc:
         log.error("%s", exc)
-        return 2
-    return exit_code(state)
+        return exit_code(exc)
+    return state_exit_code(state)
 
 
-def exit_code(state: State) -> int:
-    """What a finished flow run means to a script: 0 ok, 3 invalid data, 4 workspace busy, 1 other."""
+def state_exit_code(state: State) -> int:
+    """What a finished flow run means to a script (the map in tinynlp.errors)."""
     if state.is_completed():
-        return 0
+        return exit_code(None)
     try:
         state.result()
-    except DataValidationError:
-        return 3
-    except WorkspaceBusyError:
-        return 4
-    except Exception:
-        return 1
-    return 1
+    except Exception as exc:  # noqa: BLE001 (the state's own error, mapped)
+        return exit_code(exc)
+    return exit_code(RuntimeError("flow run did not complete"))
 
 
 if __name__ == "__main__":

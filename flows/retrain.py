@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -28,73 +27,21 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.drift_cli import signal_rows
+from flows import versioning
 from flows.pipeline import PARAMS_FILE, configured, run_from_cli
-from tasks import retrain as batches
-from tasks.common import read_split
-from tasks.drift import run_drift
-from tasks.ingest import validate_batch
-from tasks.lock import workspace_lock
+from tinynlp import retraining
 from tinynlp.atomic import atomic_write_json
 from tinynlp.config import Params, allowed_roots, load_params
-from tinynlp.errors import PipelineError
+from tinynlp.drift_check import run_drift, signal_rows
+from tinynlp.errors import RetrainError
+from tinynlp.ingestion import validate_batch
+from tinynlp.model_dir import CARD_FILE
 from tinynlp.modeling import available_cores
 from tinynlp.reporting import markdown_table
+from tinynlp.splits import read_split
+from tinynlp.workspace import workspace_lock
 
 log = logging.getLogger(__name__)
-
-
-class RetrainError(PipelineError):
-    """The workspace cannot be retrained as it is (not a git repo, uncommitted changes...)."""
-
-
-def _git(*args: str) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RetrainError(f"git {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout.strip()
-
-
-def _require_clean_repo() -> str:
-    """The branch the champion lives on. Retraining commits, so uncommitted changes to tracked files
-    would be swept into the challenger's commit: refuse them with the list."""
-    try:
-        branch = _git("symbolic-ref", "--short", "HEAD")
-    except RetrainError:
-        raise RetrainError("retraining needs a git repository on a branch (it commits each data and model "
-                           "version); run `git init` and commit the workspace first") from None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    if dirty:
-        raise RetrainError(f"uncommitted changes to tracked files; commit or stash them first:\n{dirty}")
-    return branch
-
-
-def _dvc():
-    from dvc.repo import Repo
-
-    return Repo(".")
-
-
-def ensure_remote(params: Params) -> str:
-    """The DVC remote named in params; created in .dvc/config.local (a local folder by default) when
-    the repository has none by that name, so a fresh clone pushes without any set-up."""
-    with _dvc() as repo:
-        remotes = repo.config.get("remote", {})
-    name = params.retrain.remote
-    if name not in remotes:
-        url = params.retrain.remote_url
-        if "://" not in url:
-            Path(url).mkdir(parents=True, exist_ok=True)
-            url = str(Path(url).resolve())
-        subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", name, url],
-                       check=True, capture_output=True, text=True)
-        log.info("DVC remote %r created in .dvc/config.local: %s", name, url)
-    return name
-
-
-def _next_tag(prefix: str) -> str:
-    numbers = [int(t[len(prefix):]) for t in _git("tag", "--list", f"{prefix}*").split() if t[len(prefix):].isdigit()]
-    return f"{prefix}{max(numbers, default=0) + 1}"
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -123,15 +70,11 @@ def drift(params: Params, batch_file: Path) -> dict:
 def new_data_version(params: Params, files: list[Path], batch: str, from_incoming: bool) -> Path:
     """The batch, split into train and held-out parts, as data/batches/<id>/ tracked by DVC and
     committed on the challenger branch: from now on a git revision names this dataset."""
-    records = batches.read_batch(files, params.ingest)
-    train, holdout = batches.split_batch(records, params.retrain.holdout_fraction, params.retrain.seed)
+    records = retraining.read_batch(files, params.ingest)
+    train, holdout = retraining.split_batch(records, params.retrain.holdout_fraction, params.retrain.seed)
     directory = Path(params.paths.batches) / batch
-    written = batches.write_batch(directory, train, holdout, params.ingest)
-    _git("switch", "-q", "-c", f"retrain/{batch}")
-    with _dvc() as repo:
-        repo.add(str(directory))
-    _git("add", f"{directory}.dvc", str(directory.parent / ".gitignore"))
-    _git("commit", "-q", "-m", f"data: batch {batch} ({len(train)} train, {len(holdout)} held-out rows)")
+    written = retraining.write_batch(directory, train, holdout, params.ingest)
+    versioning.commit_batch(directory, batch, f"data: batch {batch} ({len(train)} train, {len(holdout)} held-out rows)")
     if from_incoming:
         for path in files:
             path.unlink()
@@ -141,63 +84,47 @@ def new_data_version(params: Params, files: list[Path], batch: str, from_incomin
 
 
 @task(name="compare", cache_policy=NO_CACHE)
-def compare(params: Params, champion_dir: Path, holdout_file: Path) -> batches.Comparison:
+def compare(params: Params, champion_dir: Path, holdout_file: Path) -> retraining.Comparison:
     """Champion and challenger (the promoted model the retrained DAG left) on the old test split
     and on the batch's held-out part, through the same ONNX runtime they are served with."""
     threads = available_cores()
     old = read_split(params.paths.ingested, "test")
-    new = batches.columns_of(batches.read_batch([holdout_file], params.ingest), params.ingest.task)
+    new = retraining.columns_of(retraining.read_batch([holdout_file], params.ingest), params.ingest.task)
     scores = {}
     for role, directory in (("champion", champion_dir), ("challenger", Path(params.paths.promoted))):
-        on_old = batches.score_model_dir(directory, old, threads)
-        on_new = batches.score_model_dir(directory, new, threads)
+        on_old = retraining.score_model_dir(directory, old, threads)
+        on_new = retraining.score_model_dir(directory, new, threads)
         metric = on_old["metric"]
         scores[role] = {"old": round(on_old[metric], 4), "new": round(on_new[metric], 4)}
-    return batches.compare(metric, scores["champion"], scores["challenger"], params)
+    return retraining.compare(metric, scores["champion"], scores["challenger"], params)
 
 
 @task(name="record", cache_policy=NO_CACHE)
-def record(params: Params, comparison: batches.Comparison, batch: str, branch: str, drift_report: dict) -> dict:
+def record(params: Params, comparison: retraining.Comparison, batch: str, branch: str, drift_report: dict) -> dict:
     """Commit the challenger (dvc.lock, reports) on its branch; on promotion fast-forward the
     champion's branch, tag it and push data and models; otherwise restore the champion exactly."""
-    card = json.loads((Path(params.paths.promoted) / "card.json").read_text(encoding="utf-8"))
+    card = json.loads((Path(params.paths.promoted) / CARD_FILE).read_text(encoding="utf-8"))
     decision = {"batch": batch, **comparison.as_dict(), "challenger_variant": card["variant"],
                 "data_version": card["data_version"], "drift": drift_report["verdict"]["reasons"]}
     if comparison.promote:  # named now so that the committed decision carries it
-        decision["tag"] = _next_tag(params.retrain.tag_prefix)
+        decision["tag"] = versioning.next_tag(params.retrain.tag_prefix)
     reports = Path(params.paths.reports) / "retrain"
     atomic_write_json(reports / "decision.json", decision)
-    _git("add", "-A", "dvc.lock", params.paths.reports, params.paths.batches)
     verb = "promote" if comparison.promote else "reject"
-    _git("commit", "-q", "--allow-empty", "-m", f"retrain: {verb} challenger {card['variant']} on batch {batch}\n\n"
-         + "\n".join(comparison.reasons))
-    remote = ensure_remote(params)
-    with _dvc() as repo:
-        repo.push(remote=remote)  # the challenger's data and models, kept either way
-    challenger_branch = f"retrain/{batch}"
-    _git("switch", "-q", branch)
+    remote = versioning.commit_challenger(params, f"retrain: {verb} challenger {card['variant']} on batch {batch}\n\n"
+                                          + "\n".join(comparison.reasons))
     if comparison.promote:
-        _git("merge", "-q", "--ff-only", challenger_branch)
-        _git("branch", "-q", "-d", challenger_branch)
         tag = decision["tag"]
-        _git("tag", "-a", tag, "-m", f"{card['variant']}: {comparison.metric} old {comparison.challenger['old']}, "
-                                    f"new {comparison.challenger['new']}; data {card['data_version']}; batch {batch}")
+        versioning.promote_challenger(branch, batch, tag, f"{card['variant']}: {comparison.metric} old "
+                                      f"{comparison.challenger['old']}, new {comparison.challenger['new']}; "
+                                      f"data {card['data_version']}; batch {batch}")
         log.info("promoted %s as %s; pushed to DVC remote %r", card["variant"], tag, remote)
     else:
-        _restore_champion(params, branch, batch)
-        decision["branch"] = challenger_branch
-        log.warning("kept the champion; the challenger stays on branch %s: %s", challenger_branch,
+        versioning.restore_champion(params, branch, batch)
+        decision["branch"] = versioning.challenger_branch(batch)
+        log.warning("kept the champion; the challenger stays on branch %s: %s", decision["branch"],
                     "; ".join(comparison.reasons))
     return decision
-
-
-def _restore_champion(params: Params, branch: str, batch: str) -> None:
-    """Back to the champion's branch with its exact data and models (from the DVC cache); the batch
-    folder, untracked there, goes (it stays in the cache and on the challenger branch)."""
-    _git("switch", "-q", "-f", branch)
-    shutil.rmtree(Path(params.paths.batches) / batch, ignore_errors=True)
-    with _dvc() as repo:
-        repo.checkout(force=True)
 
 
 def _archive(files: list[Path], target: Path, report: dict) -> None:
@@ -257,16 +184,16 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
     with workspace_slot(), workspace_lock(nested_runs=True):  # the pipeline flow below runs inside this lock
         from_incoming = not files
         paths = ([Path(f) for f in files] if files  # named on the command line: explicit, allowed
-                 else batches.incoming_files(params.paths.incoming, allowed_roots(params.paths)))
+                 else retraining.incoming_files(params.paths.incoming, allowed_roots(params.paths)))
         if not paths:
             log.info("retrain: nothing in %s", params.paths.incoming)
             return {"outcome": "no data"}
-        branch = _require_clean_repo()
-        batch = batches.batch_id(paths)
+        branch = versioning.require_clean_repo()
+        batch = retraining.batch_id(paths)
         scratch = _scratch(params, batch)
         validate(paths, params, scratch)
-        combined = scratch / f"batch{batches.SUFFIXES[params.ingest.format]}"
-        combined.write_text(batches.render(batches.read_batch(paths, params.ingest), params.ingest), encoding="utf-8")
+        combined = scratch / f"batch{retraining.SUFFIXES[params.ingest.format]}"
+        combined.write_text(retraining.render(retraining.read_batch(paths, params.ingest), params.ingest), encoding="utf-8")
         report = drift(params, combined)
         drifted = report["verdict"]["drifted"]
         if not drifted and not force:
@@ -275,7 +202,7 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
                 _archive(paths, Path(params.paths.incoming) / "checked" / batch, report)
         else:
             champion = scratch / "champion"
-            if not (Path(params.paths.promoted) / "card.json").is_file():
+            if not (Path(params.paths.promoted) / CARD_FILE).is_file():
                 raise RetrainError(f"no champion in {params.paths.promoted}: run the pipeline once first (dvc repro)")
             shutil.copytree(params.paths.promoted, champion, dirs_exist_ok=True)
             holdout = new_data_version(params, paths, batch, from_incoming)
@@ -283,7 +210,7 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
                 configured(params)(force=False)
                 comparison = compare(params, champion, holdout)
             except BaseException:
-                _restore_champion(params, branch, batch)
+                versioning.restore_champion(params, branch, batch)
                 log.error("retraining failed; branch retrain/%s keeps the batch, %s the champion", batch, branch)
                 raise
             decision = {"outcome": "promoted" if comparison.promote else "rejected",

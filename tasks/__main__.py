@@ -6,14 +6,13 @@ import argparse
 import logging
 import sys
 
-from tasks import STAGE_ORDER, stage_function
-from tasks.lock import WorkspaceBusyError, job_lock
+from tasks.stages import STAGE_ORDER, run_stage
 from tinynlp import distributed
 from tinynlp.config import load_params
-from tinynlp.errors import ConfigError, DataValidationError, PipelineError
+from tinynlp.errors import PipelineError, exit_code
 from tinynlp.logs import configure_logging
+from tinynlp.workspace import job_lock
 
-EXIT_CONFIG, EXIT_DATA, EXIT_BUSY, EXIT_OTHER = 2, 3, 4, 1
 log = logging.getLogger("tasks")
 
 
@@ -26,12 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         with distributed.process_group(params.execution.device, params.execution.precision), job_lock():
-            stage_function(args.stage)(params)
+            run_stage(args.stage, params)
     except PipelineError as exc:
         log.error("%s failed: %s", args.stage, exc)
-        codes = {ConfigError: EXIT_CONFIG, DataValidationError: EXIT_DATA, WorkspaceBusyError: EXIT_BUSY}
-        return next((code for kind, code in codes.items() if isinstance(exc, kind)), EXIT_OTHER)
-    return 0
+        return exit_code(exc)
+    return exit_code(None)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from tinynlp.config import AugmentConfig, Params
 from tinynlp.errors import ConfigError
 from tinynlp.readers import Sentence
 from tinynlp.reporting import markdown_table
-from tasks.common import read_labels, read_split
-from tasks.ingest import frames_and_rules
+from tinynlp.ingestion import frames_and_rules
+from tinynlp.splits import read_labels, read_split
 
 log = logging.getLogger(__name__)
 ORIGINAL = "original"

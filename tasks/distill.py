@@ -13,7 +13,9 @@ from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.inference import TorchRunner, predict_logits
 from tinynlp.training import train
-from tasks.common import load_model, save_model, scratch_dir, train_settings, training_data
+from tinynlp.fingerprints import checkpoint_dir
+from tinynlp.model_dir import load_model, save_model
+from tinynlp.training_data import train_settings, training_data
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def run_distill(params: Params) -> dict:
         train_features, cache_seconds = distill.with_teacher_logits(train_features, logits), time.monotonic() - started
     loss_fn = distill.make_loss_fn(teacher, cfg.alpha, cfg.temperature, spec.task == "ner", cfg.hidden_loss_weight,
                                    layer_map)
-    settings = train_settings(cfg, scratch_dir(params, "distill", paths.model), data.head.metric, params.execution)
+    settings = train_settings(cfg, checkpoint_dir(params, "distill", paths.model), data.head.metric, params.execution)
     result = train(student, train_features, data.head.features(data.dev_encoded),
                    distill.padding_teacher_logits(data.head.collator(data.tokenizer)), data.dev_metrics, settings,
                    loss_fn=loss_fn)

@@ -16,8 +16,9 @@ from tinynlp.config import Params
 from tinynlp.heads import head_for
 from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
 from tinynlp.reporting import markdown_table, metrics_table
-from tasks.common import load_model, load_spec, read_split, stage_models
-from tasks.promote import promote
+from tinynlp.model_dir import is_model_dir, load_model, load_spec, variant_dirs
+from tinynlp.promotion import promote
+from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 REFERENCE = "finetune"   # the fp32 fine-tuned model every variant is compared with
@@ -37,8 +38,8 @@ class Variant:
 def torch_variants(params: Params) -> list[Variant]:
     """The PyTorch models the training stages wrote (disabled stages write none)."""
     variants = []
-    for name, directory in stage_models(params).items():
-        if not (directory / "pipeline.json").is_file():
+    for name, directory in variant_dirs(params.paths).items():
+        if not is_model_dir(directory):
             continue
         model, _ = load_model(directory)
         size = sum(p.stat().st_size for p in directory.glob("*.safetensors")) / 2 ** 20
@@ -52,7 +53,7 @@ def quantized_variants(params: Params) -> list[Variant]:
     index = Path(params.paths.quantized) / "variants.json"
     if not index.is_file():
         return []
-    variants, sources = [], stage_models(params)
+    variants, sources = [], variant_dirs(params.paths)
     for entry in json.loads(index.read_text(encoding="utf-8")):
         location = Path(params.paths.quantized) / entry["file"]
         if entry["kind"] == "onnx":

@@ -12,7 +12,10 @@ from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import ModelSpec
 from tinynlp.training import train
-from tasks.common import read_labels, save_model, scratch_dir, train_settings, training_data
+from tinynlp.fingerprints import checkpoint_dir
+from tinynlp.model_dir import save_model
+from tinynlp.splits import read_labels
+from tinynlp.training_data import train_settings, training_data
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def run_finetune(params: Params) -> dict:
     trainable = efficient.trainable_parameters(model)
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(data.train_features), len(data.head.features(data.dev_encoded)))
-    settings = train_settings(cfg, scratch_dir(params, "finetune", paths.pretrained), data.head.metric,
+    settings = train_settings(cfg, checkpoint_dir(params, "finetune", paths.pretrained), data.head.metric,
                               params.execution, fgm_epsilon=cfg.fgm_epsilon)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -19,16 +18,14 @@ from tinynlp import distributed, mlm, modeling
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params, PretrainConfig
 from tinynlp.training import train
-from tasks.common import train_settings
+from tinynlp.fingerprints import digest
+from tinynlp.training_data import train_settings
 
 log = logging.getLogger(__name__)
 
 
 def _fingerprint(params: Params, files) -> str:
-    digest = hashlib.sha256(params.pretrain.model_dump_json().encode())
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest(files, texts=[params.pretrain.model_dump_json()], names=False)
 
 
 def _masked_lm(cfg: PretrainConfig, source: str, tokenizer):

@@ -12,7 +12,9 @@ from tinynlp import modeling, pruning
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.training import train
-from tasks.common import TrainingData, load_model, save_model, scratch_dir, train_settings, training_data
+from tinynlp.fingerprints import checkpoint_dir
+from tinynlp.model_dir import load_model, save_model
+from tinynlp.training_data import TrainingData, train_settings, training_data
 
 log = logging.getLogger(__name__)
 VARIANTS = ("unstructured", "structured")
@@ -70,7 +72,7 @@ def run_prune(params: Params) -> dict:
     modeling.set_threads()
     spec = load_model(paths.model)[1]
     data = training_data(params, spec, modeling.load_tokenizer(paths.model), params.prune.max_train_samples)
-    scratch = scratch_dir(params, "prune", paths.model)
+    scratch = checkpoint_dir(params, "prune", paths.model)
     enabled = {"unstructured": params.prune.unstructured.enabled, "structured": params.prune.structured.enabled}
     metrics = {}
     with atomic_dir(paths.pruned) as staging:  # both variants or neither: evaluate never sees a half-written pair

@@ -16,7 +16,8 @@ from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import head_for
 from tinynlp.inference import measure_speed, pad_batch, predict_logits
-from tasks.common import load_model, load_spec, read_split, stage_models
+from tinynlp.model_dir import is_model_dir, load_model, load_spec, variant_dirs
+from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the kept ones properly
@@ -134,7 +135,7 @@ def run_quantize(params: Params) -> dict:
     tokenizer = modeling.load_tokenizer(paths.model)
     selection = _Selection(params, tokenizer, threads)
     calibration = calibration_batches(params, tokenizer)
-    available = {n: d for n, d in stage_models(params).items() if (d / "pipeline.json").is_file()}
+    available = {n: d for n, d in variant_dirs(params.paths).items() if is_model_dir(d)}
     variants, tried = [], []
     with atomic_dir(paths.quantized) as staging:
         for name in cfg.sources:

@@ -39,6 +39,18 @@ TEST = [
     ("Frank met Heidi .", "B-person O B-person O"),
 ]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Every test is in exactly one tier: `unit` (the default: `make test-fast`), `slow` (whole-DAG and
+# other end-to-end runs) or `browser` (a real Prefect server and Chromium). `make test` runs all.
+TIERS = ("slow", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tiers = [name for name in TIERS if item.get_closest_marker(name)]
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: in more than one tier ({', '.join(tiers)}); mark it with one")
+        if not tiers:
+            item.add_marker(pytest.mark.unit)
 
 
 def write_conll(path: Path, rows, sep: str = "\t") -> Path:
@@ -143,7 +155,7 @@ def use_classification(workspace: Path) -> None:
 def make_workspace(path: Path, model_dir: Path) -> Path:
     """A git + DVC repo holding this project's DAG, code and tiny data: what a user's clone is."""
     path.mkdir(parents=True, exist_ok=True)
-    for item in ("dvc.yaml", "tasks", "tinynlp", "flows"):
+    for item in ("dvc.yaml", "tasks", "tinynlp", "flows", "cli"):
         source = ROOT / item
         if source.is_dir():
             shutil.copytree(source, path / item, ignore=shutil.ignore_patterns("__pycache__"))

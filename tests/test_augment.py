@@ -14,7 +14,7 @@ import yaml
 
 from conftest import TRAIN, use_classification
 from tasks.augment import run_augment
-from tasks.common import read_training_split
+from tinynlp.splits import read_training_split
 from tasks.ingest import run_ingest
 from tinynlp import augment, paraphrase
 from tinynlp.config import parse_params

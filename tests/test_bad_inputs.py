@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from conftest import TRAIN, as_classification, make_workspace, use_classification
-from tasks.ingest import run_ingest, validate_batch
+from tasks.ingest import run_ingest
+from tinynlp.ingestion import validate_batch
 from tinynlp.config import key_lines, load_params
 from tinynlp.errors import ConfigError, DataValidationError
 
@@ -41,7 +42,7 @@ CLF_LABELS = "['no_place', 'place']"
 
 def _stage_model(labels: list[str], source: str, target: Path) -> None:
     """A saved stage model (weights, tokenizer, pipeline.json), as finetune writes it."""
-    from tasks.common import save_model
+    from tinynlp.model_dir import save_model
     from tinynlp import modeling
     from tinynlp.heads import ModelSpec
 
@@ -130,7 +131,7 @@ def pretrain():
 
 
 def load_downloaded_model():
-    from tasks.common import load_model
+    from tinynlp.model_dir import load_model
 
     return load_model("downloads/model")
 

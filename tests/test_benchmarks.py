@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, run, use_classification
 
 
@@ -16,6 +18,7 @@ def _benchmark(script: str, workspace: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_ner_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
     result = _benchmark("finetune_vs_hf.py", workspace, "--set", "finetune.epochs=2")
     assert 0.0 <= result["plain_test_f1"] <= 1.0 and 0.0 <= result["ours_test_f1"] <= 1.0
@@ -24,6 +27,7 @@ def test_ner_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
     assert result["overrides"] == {"finetune": {"epochs": 2}}
 
 
+@pytest.mark.slow
 def test_classification_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
     use_classification(workspace)
     result = _benchmark("classification_vs_hf.py", workspace, "--set", "finetune.epochs=2", "--plain-padding", "dynamic")

@@ -156,7 +156,7 @@ def test_two_cpu_processes_train_the_single_process_model(tmp_path, dropout_free
 def _initial_weights(workspace: Path, seed: int) -> dict:
     """The weights finetune started from (encoder + seeded fresh head): how far training moved them
     is the scale for the difference between the two runs."""
-    from tasks.common import read_labels
+    from tinynlp.splits import read_labels
     from tinynlp import modeling
 
     _, labels = read_labels(str(workspace / "data/ingest"))

@@ -141,7 +141,7 @@ def test_verdict_follows_decide_on_and_says_why_with_the_figures():
 # --- the stage, end to end -------------------------------------------------------------------------
 
 def test_embed_texts_keeps_input_order_and_truncates(tiny_bert):
-    from tasks.drift import embed_texts
+    from tinynlp.drift_check import embed_texts
     from tinynlp.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_bert))
@@ -166,8 +166,8 @@ def promoted_dir(directory: Path, encoder_source, labels: list[str], max_length:
 
 
 def test_drift_stage_on_a_tiny_model(tmp_path, tiny_bert):
-    from tasks.drift import run_drift
-    from tasks.ingest import records_table
+    from tinynlp.drift_check import run_drift
+    from tinynlp.ingestion import records_table
     from tinynlp.readers import Sentence
 
     labels = ["O", "B-location", "I-location", "B-person", "I-person"]
@@ -222,9 +222,10 @@ def minilm_encoder(tmp_path_factory):
     return quantization.OnnxRunner(path, threads=2), modeling.load_tokenizer(checkpoint)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
 def test_real_shift_is_flagged_and_a_same_domain_split_is_not(minilm_encoder):
-    from tasks.drift import embed_texts
+    from tinynlp.drift_check import embed_texts
     from tinynlp.readers import read_conll
 
     runner, tokenizer = minilm_encoder

@@ -190,6 +190,7 @@ def test_classification_duplicates_across_train_and_test(classification):
     clf_fails(classification, "train_overlap", "data/raw/test.tsv line 2, 3")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared is absent")
 def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):
     """The shipped SST-2 profile points at ../shared data that passes every classification rule."""
@@ -237,6 +238,7 @@ def _carving_params(**ingest):
     return parse_params(raw)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared is absent")
 def test_agnews_example_profile_carves_dev_from_real_data(tmp_path, monkeypatch):
     """AG News ships no dev split: the profile holds 10% of its 10,001-row training file out, four classes."""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import make_workspace, quick_params, run, use_classification
-from tasks import STAGE_ORDER
+from tasks.stages import STAGE_ORDER
 from tinynlp import quantization
 
 pytestmark = pytest.mark.slow
@@ -134,7 +134,7 @@ def check_compression_outputs(workspace: Path) -> None:
     assert (workspace / "models/promoted/model.onnx").is_file()
     encoder = quantization.OnnxRunner(workspace / "models/promoted/encoder.onnx")  # drift embeddings
     assert encoder(np.array([[2, 7, 3]]), np.ones((1, 3), dtype=np.int64)).shape == (1, 32)
-    out = run([sys.executable, "-m", "flows.cli", "predict", "--model", "models/promoted", "--json",
+    out = run([sys.executable, "-m", "cli.main", "predict", "--model", "models/promoted", "--json",
                "Alice lives in Paris ."], workspace).stdout
     assert isinstance(json.loads(out)["entities"], list)
     table = (workspace / "reports/evaluate/metrics.md").read_text()
@@ -197,7 +197,7 @@ def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
 
 def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, prefect_backend, monkeypatch):
     from flows.pipeline import pipeline
-    from tasks.lock import workspace_lock
+    from tinynlp.workspace import workspace_lock
 
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     monkeypatch.chdir(workspace)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main as cli
+from cli.main import main as cli
 from tinynlp import modeling, quantization
 from tinynlp.errors import ConfigError
 from tinynlp.heads import ModelSpec
@@ -97,7 +97,7 @@ def test_streaming_in_chunks_equals_one_call(tiny_bert, tmp_path):
 def test_http_server_predicts_and_refuses_oversized_requests(tiny_bert, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from flows import serve_cli
+    from cli import serve as serve_cli
 
     client = TestClient(serve_cli.build_app(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)))
     assert client.get("/health").json()["task"] == "ner"

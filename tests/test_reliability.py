@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import make_workspace, run
-from tasks.retrain import incoming_files
+from tinynlp.retraining import incoming_files
 from tinynlp.config import allowed_roots, parse_params
 from tinynlp.errors import ConfigError
 
@@ -63,6 +63,7 @@ def _stage(workspace: Path, stage: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "tasks", stage], workspace)
 
 
+@pytest.mark.slow
 def test_a_killed_finetune_resumes_to_the_same_model(tmp_path, tiny_bert):
     """SIGKILL mid-run (after the first epoch's checkpoint): the last good model stays
     byte-identical, and the re-run resumes from the checkpoint to the uninterrupted result."""

@@ -1,6 +1,6 @@
 """A DVC remote on S3-compatible storage: a local S3 server (moto, on loopback) started by the test;
 data and a model pushed from one git + DVC repo, pulled byte for byte into a fresh `git clone` of it,
-with the README's commands and the retraining flow's remote resolution (`flows.retrain.ensure_remote`).
+with the README's commands and the retraining flow's remote resolution (`flows.versioning.ensure_remote`).
 Credentials are fake and live only in the environment of the processes that talk to the server."""
 from __future__ import annotations
 
@@ -132,8 +132,9 @@ def _tracked(ws: Path) -> dict[str, bytes]:
             and p.name != ".gitignore" and p.suffix != ".dvc"}
 
 
+@pytest.mark.slow
 def test_push_and_pull_data_and_models_through_an_s3_remote(s3, tmp_path, monkeypatch):
-    from flows.retrain import ensure_remote  # before any chdir: `flows` sets PREFECT_HOME from the cwd
+    from flows.versioning import ensure_remote  # before any chdir: `flows` sets PREFECT_HOME from the cwd
 
     env, endpoint = s3["env"], s3["endpoint"]
     client = _client(s3)

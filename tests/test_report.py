@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import run
-from flows.cli import main as cli
+from cli.main import main as cli
 
 
 def test_report_prints_latest_tables_and_wraps_dvc_metrics_diff(workspace, capsys):

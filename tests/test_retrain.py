@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import TRAIN, make_workspace, run, write_conll
-from tasks import retrain as batches
+from tinynlp import retraining as batches
 from tinynlp.config import IngestConfig, load_params
 
 pytestmark = pytest.mark.slow
@@ -172,7 +172,8 @@ def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path)
 
 
 def test_a_dirty_workspace_is_refused(champion, prefect_backend, monkeypatch):
-    from flows.retrain import RetrainError, retrain
+    from flows.retrain import retrain
+    from tinynlp.errors import RetrainError
 
     monkeypatch.chdir(champion)
     (champion / "params.yaml").write_text((champion / "params.yaml").read_text() + "\n")

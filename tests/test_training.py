@@ -50,6 +50,7 @@ def run_training(tiny_bert, output_dir, callbacks=()):
                  callbacks=callbacks)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, tiny_bert):
     reference = run_training(tiny_bert, tmp_path / "reference")
     with pytest.raises(Interrupted):

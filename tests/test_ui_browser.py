@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_workspace, quick_params
-from tasks import STAGE_ORDER
+from tasks.stages import STAGE_ORDER
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 SCREENSHOTS = ROOT / "reports" / "ui"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -85,6 +85,11 @@ class Server:
 
     def post(self, path: str, body: dict | None = None):
         response = httpx.post(f"{self.api_url}{path}", json=body or {}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, path: str):
+        response = httpx.get(f"{self.api_url}{path}", timeout=30)
         response.raise_for_status()
         return response.json()
 
@@ -326,6 +331,22 @@ def flow_run_logs(server: Server, flow_run_id: str) -> list[dict]:
         logs += page
         offset += len(page)
     return logs
+
+
+def test_the_run_graph_the_ui_draws_is_the_dag_of_the_stage_table(ui_run):
+    """The UI draws a flow run's graph from /flow_runs/{id}/graph-v2: its edges must be the stage
+    table's (ingest -> augment, pretrain -> finetune -> prune, distill -> quantize -> evaluate),
+    not every task hanging off ingest."""
+    from tasks.stages import upstream
+    from tinynlp.config import load_params
+
+    graph = ui_run.server.get(f"/flow_runs/{ui_run.flow_run['id']}/graph-v2")
+    nodes = [node for _, node in graph["nodes"]]
+    names = {node["id"]: node["label"] for node in nodes}
+    drawn = {node["label"]: sorted(names[edge["id"]] for edge in node["parents"]) for node in nodes}
+    expected = {stage: sorted(after) for stage, after in upstream(load_params(ui_run.workspace / "params.yaml")).items()}
+    assert drawn == expected, f"the UI graph's edges {drawn} are not the stage table's {expected}"
+    assert drawn["finetune"] == ["augment", "pretrain"] and drawn["quantize"] == ["distill", "prune"], drawn
 
 
 def test_flow_run_logs_are_the_terminal_lines_once_each_without_library_noise(ui_run):

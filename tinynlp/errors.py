@@ -1,4 +1,6 @@
-"""Domain errors: each names the file, the line or row, the rule and a few offending examples."""
+"""Every error class of the project, and the one map from error class to exit code that
+`python -m tasks`, the flows and every `tinynlp` subcommand use. Each error a user can act on names
+the file, the line or row, the rule and a few offending examples."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,6 +13,23 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError):
     """params.yaml is invalid: unknown key, wrong type, bad value or missing file."""
+
+
+class UndeclaredParamError(PipelineError):
+    """A stage read a params key that its entry in the stage table (tasks/stages.py) does not
+    declare: DVC would not re-run the stage when that key changes."""
+
+
+class WorkspaceBusyError(PipelineError):
+    """Another pipeline run is active in this workspace."""
+
+
+class RetrainError(PipelineError):
+    """The workspace cannot be retrained as it is (not a git repo, uncommitted changes...)."""
+
+
+class QuantizationError(PipelineError, ValueError):
+    """An exported or quantized model is unusable: outputs drift, no calibration data, bad input."""
 
 
 @dataclass(frozen=True)
@@ -54,3 +73,19 @@ class DataValidationError(PipelineError):
     def single(cls, file: str, rule: str, detail: str, lines: Sequence[int] = (),
                examples: Sequence[str] = ()) -> "DataValidationError":
         return cls([Violation(file, rule, detail, tuple(lines), tuple(examples))])
+
+
+# What a finished command means to a script. Drift found is a result, not an error, but scripts
+# branch on it, so it has a code of its own.
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_DATA, EXIT_BUSY, EXIT_DRIFT = 0, 1, 2, 3, 4, 5
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: EXIT_CONFIG, DataValidationError: EXIT_DATA, WorkspaceBusyError: EXIT_BUSY}
+EXIT_CODES_HELP = (f"exit codes: {EXIT_OK} success, {EXIT_FAILURE} failure, {EXIT_CONFIG} invalid params, "
+                   f"{EXIT_DATA} invalid data, {EXIT_BUSY} workspace busy (another run)")
+
+
+def exit_code(exc: BaseException | None) -> int:
+    """The exit code of a command that ended with `exc` (None: it succeeded)."""
+    if exc is None:
+        return EXIT_OK
+    return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), EXIT_FAILURE)

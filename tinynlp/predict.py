@@ -14,11 +14,11 @@ import numpy as np
 from tinynlp import ner, textclf
 from tinynlp.errors import ConfigError
 from tinynlp.inference import predict_logits
+from tinynlp.model_dir import MODEL_FILE, PIPELINE_FILE
 
 # Words for NER input: URLs, @mentions and #hashtags stay whole; punctuation stands alone, as in
 # CoNLL-style training data.
 WORD = re.compile(r"https?://\S+|[@#]?\w+(?:['’\-]\w+)*|[^\w\s]")
-MODEL_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class Predictor:
         from tinynlp.quantization import OnnxRunner
 
         directory = Path(model_dir)
-        meta_path = directory / "pipeline.json"
+        meta_path = directory / PIPELINE_FILE
         if not (directory / MODEL_FILE).is_file() or not meta_path.is_file():
-            raise ConfigError(f"{directory}: not a promoted model (needs {MODEL_FILE} and pipeline.json); "
+            raise ConfigError(f"{directory}: not a promoted model (needs {MODEL_FILE} and {PIPELINE_FILE}); "
                               "run the pipeline first (dvc repro)")
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.labels = list(self.meta["labels"])

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from tinynlp.errors import PipelineError
+from tinynlp.errors import QuantizationError
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 INPUT_NAMES = ("input_ids", "attention_mask")
 INC_PROGRAM = "model.pt2"
 INC_META = "inc.json"
-
-
-class QuantizationError(PipelineError, ValueError):
-    """An exported or quantized model is unusable: outputs drift, no calibration data, bad input."""
 
 
 @contextlib.contextmanager

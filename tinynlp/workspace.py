@@ -12,16 +12,12 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from tinynlp import distributed
-from tinynlp.errors import PipelineError
+from tinynlp.errors import WorkspaceBusyError
 
 LOCK_FILE = ".pipeline.lock"
 # locks this process holds for nested runs, by (path, thread): the retraining flow runs the pipeline
 # flow inside its own lock; every other caller, even this thread without the holder's consent, is refused
 _held: dict[tuple[Path, int], int] = {}
-
-
-class WorkspaceBusyError(PipelineError):
-    """Another pipeline run is active in this workspace."""
 
 
 @contextlib.contextmanager

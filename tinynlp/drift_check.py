@@ -1,4 +1,4 @@
-"""Stage function `drift`: a new batch against the promoted model's training data.
+"""The drift check (`tinynlp drift`, the retraining flow): a new batch against the promoted model's training data.
 
 The batch is validated with the training split's Great Expectations rules first (a malformed batch
 is an error, not drift). Both sides are subsampled (`drift.max_samples`, seeded) before the costly
@@ -6,7 +6,6 @@ steps: embedding with the promoted model's own encoder (`encoder.onnx`, mean-poo
 with its `model.onnx`. The verdict and every figure go to `reports/drift/report.json`."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from tinynlp import drift
 from tinynlp.atomic import atomic_write_json
 from tinynlp.config import DriftConfig, Params
 from tinynlp.errors import ConfigError
-from tasks.common import read_split
-from tasks.ingest import records_table, validate_batch
-from tasks.promote import ENCODER_FILE
+from tinynlp.fingerprints import digest
+from tinynlp.ingestion import records_table, validate_batch
+from tinynlp.model_dir import ENCODER_FILE
+from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -130,10 +130,6 @@ def _validated_records(batch: str | Path, params: Params):
         return validate_batch(batch, params, Path(docs) / "data_docs")
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) -> dict:
     """Validate `batch`, test it against the promoted model's training data, write and return the report."""
     from tinynlp.modeling import available_cores
@@ -156,8 +152,14 @@ def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) ->
               "reference_rows": len(reference.words), "batch_rows": len(new.words),
               "sampled": {"reference": len(reference.vectors), "batch": len(new.vectors)},
               "reference": str(Path(paths.ingested) / "train.parquet"),
-              "reference_digest": _digest(Path(paths.ingested) / "train.parquet"),
+              "reference_digest": digest([Path(paths.ingested) / "train.parquet"], names=False),
               "promoted_variant": predictor.meta.get("variant"), "params": cfg.model_dump(mode="json")}
     atomic_write_json(Path(out_dir or Path(paths.reports) / "drift") / "report.json", report)
     log.info("drift: %s: %s", "DRIFT" if verdict.drifted else "no drift", "; ".join(verdict.reasons))
     return report
+
+
+def signal_rows(verdict: dict, decide_on) -> list[dict]:
+    # a threshold signal (vocabulary: excess out-of-vocabulary rate) has no p-value: a dash, not "None"
+    return [{"signal": s["name"], "statistic": s["statistic"], "p_value": "–" if s["p_value"] is None else s["p_value"],
+             "flagged": s["drifted"], "decides": s["name"] in decide_on} for s in verdict["signals"]]

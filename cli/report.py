@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tinynlp.config import load_params
-from tinynlp.errors import ConfigError
+from tinynlp.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, exit_code
 
 SECTIONS = (("augment", "report.md"), ("evaluate", "metrics.md"))
 
@@ -28,18 +28,18 @@ def main(args) -> int:
         reports = Path(load_params(args.params, check_files=False).paths.reports)
     except ConfigError as exc:
         print(f"tinynlp report: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     if args.rev:
         diff = metrics_diff(args.rev, args.against)
         if diff.returncode:
             print(f"tinynlp report: dvc metrics diff failed: {diff.stderr.strip()}", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         target = args.against or "workspace"
         print(f"# Metrics: {args.rev} -> {target}\n\n{diff.stdout.strip() or '(no metric changed)'}")
-        return 0
+        return EXIT_OK
     tables = latest_tables(reports)
     if not tables:
         print(f"tinynlp report: no reports under {reports}/: run the pipeline first (dvc repro)", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     print("\n\n".join(tables))
-    return 0
+    return EXIT_OK

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from flows.predict_cli import as_record
-from tinynlp.errors import ConfigError
+from cli.predict import as_record
+from tinynlp.errors import PipelineError, exit_code
+from tinynlp.model_dir import CARD_FILE
 
 log = logging.getLogger(__name__)
 MAX_TEXTS = 1024  # per request: bigger inputs belong to `tinynlp predict --file`
@@ -29,7 +30,7 @@ def build_app(model_dir: str | Path, threads: int = 0):
     from tinynlp.predict import Predictor
 
     predictor = Predictor(model_dir, threads)
-    card_path = Path(model_dir) / "card.json"
+    card_path = Path(model_dir) / CARD_FILE
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
 
     app = FastAPI(title="tinynlp", description="the promoted model of the tinynlp pipeline")
@@ -54,9 +55,9 @@ def main(args) -> int:
 
     try:
         app = build_app(args.model, args.threads)
-    except ConfigError as exc:
+    except PipelineError as exc:
         print(f"tinynlp serve: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     log.info("serving %s on http://%s:%d (POST /predict, GET /health)", args.model, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
+    return exit_code(None)

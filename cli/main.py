@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tasks import STAGE_ORDER
+from tasks.stages import STAGE_ORDER
+from tinynlp.errors import (EXIT_CODES_HELP, EXIT_CONFIG, EXIT_DATA, EXIT_DRIFT, EXIT_FAILURE,
+                            EXIT_OK)
 
 
 class _HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Examples kept as written, and every option's default shown."""
-
-
-EXIT_CODES = ("exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, "
-              "4 workspace busy (another run)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, summary: str, examples: str, codes: str = EXIT_CODES) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, examples: str, codes: str = EXIT_CODES_HELP) -> argparse.ArgumentParser:
         # the summary heads the subcommand's own --help too; examples show what a user types
         return commands.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormat,
                                    epilog=f"examples:\n{examples}\n\n{codes}")
@@ -59,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--chunk", type=int, default=1024,
                          help="texts read and predicted at a time (memory stays flat on long files)")
     drift = command("drift", "test a labelled batch file for drift against the promoted model's training data",
-                    "  tinynlp drift new.conll", "exit codes: 0 no drift, 5 drift found, 1 failure, "
-                    "2 invalid params, 3 invalid batch (named by file, line and rule)")
+                    "  tinynlp drift new.conll", f"exit codes: {EXIT_OK} no drift, {EXIT_DRIFT} drift found, "
+                    f"{EXIT_FAILURE} failure, {EXIT_CONFIG} invalid params or no promoted model, "
+                    f"{EXIT_DATA} invalid batch (named by file, line and rule)")
     drift.add_argument("file", help="the batch, in the training data's format (CoNLL, TSV, CSV, JSONL)")
     drift.add_argument("--params", default="params.yaml", help="params file (thresholds in its drift: section)")
     retrain = command("retrain", "validate, test for drift, retrain and promote only a better model",
@@ -86,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--params", default="params.yaml", help="params file (where the reports are)")
     args = parser.parse_args(argv)
     if args.command in ("serve", "report"):
-        from flows.report_cli import main as run_report
-        from flows.serve_cli import main as run_serve
+        from cli.report import main as run_report
+        from cli.serve import main as run_serve
         from tinynlp.logs import configure_logging
 
         configure_logging()
         return (run_serve if args.command == "serve" else run_report)(args)
     if args.command == "drift":
-        from flows.drift_cli import main as run_drift
+        from cli.drift import main as run_drift
         return run_drift(args)
     if args.command == "retrain":
         from flows.retrain import main as run_retrain
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         from flows.deploy import main as run_deploy
         return run_deploy(["--apply"] if args.apply else [])
     if args.command == "predict":
-        from flows.predict_cli import main as run_predict
+        from cli.predict import main as run_predict
         return run_predict(args)
     if args.command == "run":
         from flows.pipeline import main as run_flow

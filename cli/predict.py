@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from tinynlp.errors import ConfigError, DataValidationError, Violation
+from tinynlp.errors import EXIT_CONFIG, ConfigError, DataValidationError, PipelineError, Violation, exit_code
 
 
 def read_texts(path: str) -> Iterator[str]:
@@ -41,24 +41,18 @@ def main(args) -> int:
 
     if not args.texts and not args.file:
         print("tinynlp predict: give texts as arguments or --file", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     try:
         if args.file and args.file != "-" and not Path(args.file).is_file():
-            raise FileNotFoundError(2, "not found", args.file)
+            raise ConfigError(f"{args.file}: file not found")
         predictor = Predictor(args.model, args.threads)
         texts = itertools.chain(args.texts, read_texts(args.file) if args.file else [])
         for text, result in predictor.stream(texts, args.chunk):
             print(format_json(text, result) if args.json else format_result(text, result))
-    except FileNotFoundError as exc:
-        print(f"tinynlp predict: {exc.filename}: file not found", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
+    except PipelineError as exc:
         print(f"tinynlp predict: {exc}", file=sys.stderr)
-        return 2
-    except DataValidationError as exc:
-        print(f"tinynlp predict: {exc}", file=sys.stderr)
-        return 3
-    return 0
+        return exit_code(exc)
+    return exit_code(None)
 
 
 def as_record(text: str, result) -> dict:

@@ -3,8 +3,6 @@ ONNX graph, tokenizer, pipeline.json (task, labels, input settings) and a model 
 variant's metrics and the versions of the data and code it came from."""
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,20 +10,9 @@ from pathlib import Path
 from tinynlp import quantization
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
+from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import ModelSpec
-from tinynlp.predict import MODEL_FILE
-from tasks.common import PIPELINE_FILE, load_model
-
-ENCODER_FILE = "encoder.onnx"   # mean-pooled encoder of the promoted model (drift embeddings)
-
-
-def data_version(ingested_dir: str) -> str:
-    """A digest of the validated splits the model was trained and evaluated on."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(ingested_dir).glob("*.parquet")) + [Path(ingested_dir) / "labels.json"]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+from tinynlp.model_dir import CARD_FILE, ENCODER_FILE, MODEL_FILE, load_model, write_meta
 
 
 def code_version() -> str:
@@ -71,10 +58,9 @@ def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> N
         write_encoder(source, staging, params.quantize.opset)
         tokenizer.save_pretrained(staging)
         base = params.pretrain.checkpoint
-        atomic_write_json(staging / PIPELINE_FILE, {**dataclasses.asdict(spec), "base_checkpoint": base,
-                                                    "variant": variant.name})
+        write_meta(staging, spec, base, variant=variant.name)
         card = {"variant": variant.name, "kind": variant.kind, "task": spec.task, "labels": spec.labels,
                 "metrics": row, "gate": params.evaluate.gate.model_dump(), "base_checkpoint": base,
-                "data_version": data_version(params.paths.ingested), "code_version": code_version()}
-        atomic_write_json(staging / "card.json", card)
+                "data_version": validated_data_version(params.paths.ingested), "code_version": code_version()}
+        atomic_write_json(staging / CARD_FILE, card)
         (staging / "README.md").write_text(_card(card), encoding="utf-8")

@@ -4,7 +4,6 @@ score a promoted model on a split, and decide champion against challenger."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -17,10 +16,12 @@ import pandas as pd
 from tinynlp.atomic import atomic_write_text
 from tinynlp.config import IngestConfig, Params, escapes
 from tinynlp.errors import ConfigError
-from tinynlp.heads import ModelSpec, head_for
+from tinynlp.fingerprints import digest
+from tinynlp.heads import head_for
 from tinynlp.inference import predict_logits
+from tinynlp.ingestion import read_raw_split, records_table
+from tinynlp.model_dir import MODEL_FILE, read_meta, spec_of
 from tinynlp.splits import hold_out
-from tasks.ingest import read_split, records_table
 
 log = logging.getLogger(__name__)
 SUFFIXES = {"conll": ".conll", "tsv": ".tsv", "csv": ".csv", "jsonl": ".jsonl"}
@@ -45,7 +46,7 @@ def read_batch(files: list[Path], cfg: IngestConfig):
     """The records of every file of a batch in one collection (NER sentences or a frame)."""
     if cfg.format == "hf":
         raise ConfigError("retraining batches are files: set ingest.format to conll, tsv, csv or jsonl")
-    parts = [read_split(str(f), cfg) for f in files]
+    parts = [read_raw_split(str(f), cfg) for f in files]
     if cfg.task == "ner":
         return [sentence for part in parts for sentence in part]
     return pd.concat(parts, ignore_index=True)
@@ -53,11 +54,8 @@ def read_batch(files: list[Path], cfg: IngestConfig):
 
 def batch_id(files: list[Path], now: datetime | None = None) -> str:
     """<UTC time>-<content digest>: sorts by arrival, and names the same content the same way."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.read_bytes())
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{digest.hexdigest()[:8]}"
+    return f"{stamp}-{digest(files, names=False, length=8)}"
 
 
 def split_batch(records, fraction: float, seed: int):
@@ -102,12 +100,9 @@ def score_model_dir(model_dir: str | Path, split: dict, threads: int, batch_size
     from transformers import AutoTokenizer
 
     from tinynlp.quantization import OnnxRunner
-    from tinynlp.predict import MODEL_FILE
 
     directory = Path(model_dir)
-    meta = json.loads((directory / "pipeline.json").read_text(encoding="utf-8"))
-    spec = ModelSpec(meta["task"], list(meta["labels"]), meta["max_length"], meta.get("stride", 0),
-                     meta.get("label_all_tokens", False))
+    spec = spec_of(read_meta(directory))
     head = head_for(spec.task)
     tokenizer = AutoTokenizer.from_pretrained(directory)  # a promoted dir holds ONNX, no weights to check
     encoded = head.encode(tokenizer, split, spec)

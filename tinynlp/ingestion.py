@@ -1,0 +1,109 @@
+"""Reading and validating raw splits and retraining batches with the training data's rules: what the
+`ingest` stage, the drift check and the retraining flow share."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from tinynlp import validation
+from tinynlp.config import IngestConfig, Params
+from tinynlp.errors import DataValidationError
+from tinynlp.readers import read_conll, read_hf, read_table, table_columns
+from tinynlp.splits import hold_out, read_labels
+from tinynlp.tagging import bio_labels, entity_type
+
+log = logging.getLogger(__name__)
+
+
+def read_raw_split(location: str, cfg: IngestConfig):
+    """One raw split (a file, saved dataset dir or hf:// name) in the params' format: NER sentences or a frame."""
+    if cfg.format == "hf":
+        return read_hf(location, cfg.task, cfg.text_column, cfg.label_column, cfg.tag_scheme)
+    if cfg.task == "ner":
+        return read_conll(location, cfg.tag_scheme)
+    return read_table(location, cfg.format, cfg.columns, cfg.text_column, cfg.label_column)
+
+
+def label_set(cfg: IngestConfig, train) -> list[str]:
+    if cfg.task == "ner":
+        types = cfg.entity_types or {entity_type(t) for s in train for t in s.tags if entity_type(t)}
+        return bio_labels(types)
+    return list(cfg.labels) if cfg.labels else sorted(train["label"].dropna().unique().tolist())
+
+
+def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
+    overlap_texts = None if split.startswith("train") else train_texts
+    if cfg.task == "ner":
+        return (validation.ner_frames(location, data, labels),
+                validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
+                                     overlap_texts, cfg.max_overlap))
+    return (validation.classification_frames(location, data),
+            validation.classification_rules(labels, cfg.min_length, cfg.max_length, overlap_texts, cfg.max_overlap))
+
+
+def texts_of(data, task: str) -> list[str]:
+    return [" ".join(s.tokens) for s in data] if task == "ner" else data["text"].dropna().astype(str).tolist()
+
+
+def records_table(data, task: str) -> pa.Table:
+    if task == "ner":
+        return pa.table({"tokens": [s.tokens for s in data], "tags": [s.tags for s in data],
+                         "line": [s.line for s in data]})
+    return pa.table({"text": data["text"].astype(str).tolist(), "label": data["label"].astype(str).tolist(),
+                     "line": data["line"].astype(int).tolist()})
+
+
+def batch_files(batches_dir: str | Path, part: str) -> list[Path]:
+    """The `part` file ("train" or "holdout") of every accepted retraining batch, oldest first
+    (batch folders are named <UTC time>-<digest>)."""
+    return sorted(Path(batches_dir).glob(f"*/{part}.*"))
+
+
+def concat_records(parts: list, task: str):
+    """One split's records from several parts (NER sentences, or frames)."""
+    if task == "ner":
+        return [sentence for part in parts for sentence in part]
+    return pd.concat(parts, ignore_index=True)
+
+
+def validate_batch(location: str | Path, params: Params, docs_dir: str | Path):
+    """A retraining batch read and checked with the training split's rules and the current label
+    set (a malformed batch is rejected here, before any drift test); its records on success."""
+    cfg = params.ingest
+    data = read_raw_split(str(location), cfg)
+    check_batch_columns(location, params)
+    _, labels = read_labels(params.paths.ingested)
+    outcome = validation.run_suites({"batch": frames_and_rules("train", str(location), data, labels, None, cfg)},
+                                    docs_dir)
+    validation.raise_for(outcome)
+    return data
+
+
+def check_batch_columns(location: str | Path, params: Params) -> None:
+    """A drifted schema: a classification batch with columns the raw training split does not have
+    (another export, a new source) is refused rather than silently reduced to text and label.
+    Fewer columns are fine (the required ones were checked on reading); NER files name no columns."""
+    cfg, train = params.ingest, params.paths.train
+    if cfg.task != "classification" or cfg.format == "hf" or cfg.columns:
+        return  # header-less layouts: a different field count is already a consistent_columns error
+    if not Path(train).is_file():
+        log.warning("batch %s: schema not compared, the raw training split %s is not a local file", location, train)
+        return
+    known = table_columns(train, cfg.format, cfg.columns)
+    batch = table_columns(location, cfg.format, cfg.columns)
+    new = {name: line for name, line in batch.items() if name not in known}
+    if new:
+        raise DataValidationError.single(
+            str(location), "schema_matches_train", f"column(s) {list(new)} that the training split {train} does not "
+            f"have (its columns: {list(known)}; the batch's: {list(batch)})", sorted(set(new.values())), list(new))
+
+
+def carve_dev(train, cfg: IngestConfig):
+    """(train, dev) from the one train file: a seeded `dev_fraction` of its rows held out. Fewer
+    than two rows leave dev empty, which the non-empty rule then reports against the file."""
+    if len(train) < 2:
+        return train, train[:0]
+    return hold_out(train, cfg.dev_fraction, cfg.split_seed, "the train split")
