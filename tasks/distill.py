@@ -53,7 +53,8 @@ def run_distill(params: Params) -> dict:
     metrics = {"enabled": True, f"dev_{data.head.metric}": round(result.best_metric, 5),
                "student_layers": len(layer_map), "parameters": modeling.parameter_count(result.model),
                "teacher_parameters": modeling.parameter_count(teacher), "epochs_run": len(result.history),
-               "train_seconds": round(result.seconds, 1), "teacher_logits_seconds": round(cache_seconds, 1)}
+               "train_seconds": round(result.seconds, 1), "teacher_logits_seconds": round(cache_seconds, 1),
+               "resumed": result.resumed_from is not None}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("distill: best dev %s %.4f in %.0fs (+%.0fs caching teacher logits)", data.head.metric,
              result.best_metric, result.seconds, cache_seconds)

@@ -16,7 +16,7 @@ from tinynlp.config import Params
 from tinynlp.heads import head_for
 from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
 from tinynlp.reporting import markdown_table, metrics_table
-from tinynlp.model_dir import is_model_dir, load_model, load_spec, variant_dirs
+from tinynlp.model_dir import is_model_dir, load_model, load_spec, read_meta, variant_dirs
 from tinynlp.promotion import promote
 from tinynlp.splits import read_split
 
@@ -128,8 +128,16 @@ def run_evaluate(params: Params) -> dict:
     if chosen:
         promote(params, variants[chosen], results[chosen]["row"], tokenizer, spec)
     else:
-        log.warning("evaluate: no variant passed the gate; %s keeps the last promoted model", paths.promoted)
+        log.warning("evaluate: %s", _kept_note(paths.promoted))
     return _report(params, head.metric, rows, decisions, chosen, {"task": spec.task, **reference}, threads)
+
+
+def _kept_note(promoted: str) -> str:
+    """What a run that promotes nothing leaves in `paths.promoted`, said in the log and the report."""
+    if not is_model_dir(promoted):
+        return f"no variant passed the gate; nothing has been promoted to {promoted} yet"
+    return (f"no variant passed the gate; {promoted} keeps the last promoted model "
+            f"({read_meta(promoted).get('variant', 'unknown variant')})")
 
 
 def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: str | None, reference: dict,
@@ -159,7 +167,8 @@ def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: st
     atomic_write_json(reports / "variants.json", [{k: row[k] for k in plotted} for row in rows])  # uniform rows: dvc plots needs them
     atomic_write_json(reports / "metrics.json", metrics)
     text = (f"## Variants ({metric}; batch-1 latency, throughput at batch {params.evaluate.throughput_batch}, "
-            f"{threads} threads)\n\n{variants_table}\n\nPromoted: **{chosen or 'none'}**\n\n"
+            f"{threads} threads)\n\n{variants_table}\n\nPromoted: **{chosen or 'none'}**"
+            f"{'' if chosen else ': ' + _kept_note(params.paths.promoted)}\n\n"
             f"## {REFERENCE} (fp32) in detail\n\n{detail}\n")
     atomic_write_text(reports / "metrics.md", text)
     log.info("evaluate: promoted %s\n%s\n%s", chosen or "nothing", variants_table, detail)

@@ -21,7 +21,8 @@ VARIANTS = ("unstructured", "structured")
 
 
 def _recover(model, data: TrainingData, params: Params, output_dir: Path):
-    """Recovery fine-tuning: the same routine and dev metric as finetune."""
+    """Recovery fine-tuning: the same routine and dev metric as finetune. Its checkpoints stay in
+    `output_dir` until it ends, so a killed run resumes this recovery (the finished ones are recomputed)."""
     settings = train_settings(params.prune, output_dir, data.head.metric, params.execution)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
@@ -32,11 +33,12 @@ def _recover(model, data: TrainingData, params: Params, output_dir: Path):
 def prune_unstructured(params: Params, data: TrainingData, scratch: Path) -> tuple[object, dict]:
     model, _ = load_model(params.paths.model)
     cfg = params.prune.unstructured
-    history = []
+    history, resumed = [], False
     for step, sparsity in enumerate(pruning.sparsity_schedule(cfg.target_sparsity, cfg.steps), start=1):
         pruning.apply_global_magnitude(model, sparsity)
         log.info("prune (unstructured) step %d/%d: sparsity %.3f, recovering", step, cfg.steps, sparsity)
         result = _recover(model, data, params, scratch / f"unstructured-{step}")
+        resumed = resumed or result.resumed_from is not None
         # dev_score: the task-neutral name the dvc.yaml plot reads (as in the finetune/distill histories)
         history.append({"step": step, "target_sparsity": round(sparsity, 4),
                         f"dev_{data.head.metric}": round(result.best_metric, 5), "dev_score": round(result.best_metric, 5),
@@ -44,7 +46,8 @@ def prune_unstructured(params: Params, data: TrainingData, scratch: Path) -> tup
     pruning.make_permanent(model)
     report = pruning.sparsity_report(model)
     return model, {"sparsity": round(report["sparsity"], 4), "model_sparsity": round(report["model_sparsity"], 4),
-                   f"dev_{data.head.metric}": history[-1][f"dev_{data.head.metric}"], "steps": history}
+                   f"dev_{data.head.metric}": history[-1][f"dev_{data.head.metric}"], "resumed": resumed,
+                   "steps": history}
 
 
 def prune_structured(params: Params, data: TrainingData, scratch: Path) -> tuple[object, dict]:
@@ -64,7 +67,7 @@ def prune_structured(params: Params, data: TrainingData, scratch: Path) -> tuple
     result = _recover(model, data, params, scratch / "structured")
     return model, {"parameters_before": before, "parameters": modeling.parameter_count(model),
                    f"dev_{data.head.metric}": round(result.best_metric, 5), "shapes": shapes,
-                   "seconds": round(result.seconds, 1)}
+                   "seconds": round(result.seconds, 1), "resumed": result.resumed_from is not None}
 
 
 def run_prune(params: Params) -> dict:
@@ -74,13 +77,13 @@ def run_prune(params: Params) -> dict:
     data = training_data(params, spec, modeling.load_tokenizer(paths.model), params.prune.max_train_samples)
     scratch = checkpoint_dir(params, "prune", paths.model)
     enabled = {"unstructured": params.prune.unstructured.enabled, "structured": params.prune.structured.enabled}
-    metrics = {}
+    metrics, models = {}, {}
+    for variant in VARIANTS:  # trained first: a run killed while training leaves no staging folder behind
+        if enabled[variant]:
+            models[variant], metrics[variant] = (prune_unstructured if variant == "unstructured" else
+                                                 prune_structured)(params, data, scratch)
     with atomic_dir(paths.pruned) as staging:  # both variants or neither: evaluate never sees a half-written pair
-        for variant in VARIANTS:
-            if not enabled[variant]:
-                continue
-            model, metrics[variant] = (prune_unstructured if variant == "unstructured" else prune_structured)(
-                params, data, scratch)
+        for variant, model in models.items():
             shapes = metrics[variant].pop("shapes", None)
             save_model(staging / variant, model, data.tokenizer, spec, params.pretrain.checkpoint, shapes)
     reports = Path(paths.reports) / "prune"

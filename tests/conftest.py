@@ -44,6 +44,13 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TIERS = ("slow", "browser")
 
 
+# Modules whose tests share nothing costly (each whole-DAG test builds its own workspace): under
+# pytest-xdist their tests spread over the workers; every other module's tests stay on one worker,
+# so its module-scoped fixtures (a trained champion, a Prefect server) are built once.
+SPREAD_MODULES = {"test_pipeline"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         tiers = [name for name in TIERS if item.get_closest_marker(name)]
@@ -51,6 +58,18 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid}: in more than one tier ({', '.join(tiers)}); mark it with one")
         if not tiers:
             item.add_marker(pytest.mark.unit)
+        if item.module.__name__ not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test`: -n auto), each worker and every process it starts (stages,
+    dvc, Prefect) runs on its own share of the cores: torch sizes its threads to it, so two workers
+    on 2 cores do not fight over both (oversubscribed, each would run slower than alone)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and count > 1 and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count] or cores)
 
 
 def write_conll(path: Path, rows, sep: str = "\t") -> Path:
@@ -102,7 +121,7 @@ def tiny_params(model_dir: Path) -> dict:
     params["prune"].update(epochs=2, batch_size=4, learning_rate=5e-3, patience=2)
     params["prune"]["structured"]["importance_samples"] = 8
     params["distill"].update(epochs=8, batch_size=4, learning_rate=1e-2, patience=8)
-    # INC compiles a program per input shape (seconds each): its own tests cover it, the DAG tests skip it
+    # INC compiles a program per input shape (seconds each): only the classification DAG test turns it on
     params["quantize"].update(calibration_samples=8, inc_sources=[])
     params["evaluate"].update(batch_size=8, latency_samples=10, warmup=2, throughput_batch=4)
     params["evaluate"]["gate"]["max_drop"] = 0.5  # tiny models are noisy; the gate's rules have unit tests

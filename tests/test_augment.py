@@ -97,10 +97,13 @@ def test_ner_operations_follow_dai_and_adel():
     assert same_tags == tags and all(t in lexicon.tokens_by_tag[g] for t, g in zip(swapped, tags))
     # mention replacement: each mention becomes a training mention of its type, tags rebuilt
     new_tokens, new_tags = augment.mention_replacement(tokens, tags, 1.0, lexicon, RNG())
-    for start, end, kind in augment.mentions(new_tags):
+    replaced = augment.mentions(new_tags)
+    assert [kind for _, _, kind in replaced] == ["person", "person", "location"]  # Grace Hopper, Bob, New York
+    for start, end, kind in replaced:
         assert tuple(new_tokens[start:end]) in lexicon.mentions_by_type[kind]
     # shuffling stays inside label runs: mentions keep their words, O runs theirs
     shuffled, _ = augment.shuffle_within_segments(tokens, tags, 1.0, RNG())
+    assert augment.segments(tags) == [(0, 2), (2, 3), (3, 4), (4, 5), (5, 7), (7, 8)]
     for start, end in augment.segments(tags):
         assert sorted(shuffled[start:end]) == sorted(tokens[start:end])
     # synonyms touch O tokens only

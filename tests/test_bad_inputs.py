@@ -15,6 +15,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +380,25 @@ def test_bad_input(case: Case, copy_of):
         assert len(error.value.violations) == 1, f"one rule should fail, not:\n{message}"
     assert snapshot() == before, "the last good artifacts changed"
     assert not leftovers(), leftovers()
+
+
+def test_the_stage_commands_exit_3_on_bad_data_and_2_on_bad_params(copy_of, caplog):
+    """The shells' exit codes (tinynlp.errors): `python -m tasks` as DVC runs it, and `tinynlp stage`."""
+    from cli.main import main as cli
+
+    copy_of("ner")
+    before = snapshot()
+    put("unknown_tag.conll", "data/raw/train.conll")
+    result = subprocess.run([sys.executable, "-m", "tasks", "ingest"], capture_output=True, text=True, check=False)
+    assert result.returncode == 3, result.stderr
+    assert "ingest failed" in result.stderr and "data/raw/train.conll line 7: rule 'label_in_set'" in result.stderr
+    assert snapshot() == before and not leftovers()
+
+    patch_params_from("params_negative_lr.yaml", ("finetune", "learning_rate"))
+    assert cli(["stage", "ingest"]) == 2
+    assert "ingest failed: params.yaml is invalid:\n  finetune.learning_rate: Input should be greater than 0" \
+        in caplog.text
+    assert snapshot() == before
 
 
 def test_the_corpus_covers_every_kind_and_every_file_is_used():

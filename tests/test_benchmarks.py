@@ -20,11 +20,14 @@ def _benchmark(script: str, workspace: Path, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_ner_benchmark_runs_ours_and_the_plain_recipe_side_by_side(workspace):
-    result = _benchmark("finetune_vs_hf.py", workspace, "--set", "finetune.epochs=2")
-    assert 0.0 <= result["plain_test_f1"] <= 1.0 and 0.0 <= result["ours_test_f1"] <= 1.0
+    result = _benchmark("finetune_vs_hf.py", workspace, "--set", "finetune.epochs=4")
+    # ours learns the tiny set in 4 epochs (the quick DAG's 0.8 test F1); the plain recipe's lr 5e-5
+    # teaches the randomly initialised tiny BERT nothing in its 3 epochs, so its F1 is only range-checked
+    assert result["ours_test_f1"] >= 0.6 and result["ours_dev_f1"] >= 0.6, result
+    assert 0.0 <= result["plain_test_f1"] <= 1.0
     assert result["ours_seconds"] > 0 and result["plain_seconds"] > 0
     assert result["time_ratio_ours_over_plain"] == round(result["ours_seconds"] / result["plain_seconds"], 3)
-    assert result["overrides"] == {"finetune": {"epochs": 2}}
+    assert result["overrides"] == {"finetune": {"epochs": 4}}
 
 
 @pytest.mark.slow

@@ -55,9 +55,14 @@ def test_string_scientific_notation_is_read_as_float():
 
 
 def test_config_is_frozen():
+    from pydantic import ValidationError
+
     params = parse_params(DEFAULTS, check_files=False)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match=r"FinetuneConfig\nepochs\n  Instance is frozen"):
         params.finetune.epochs = 99
+    with pytest.raises(ValidationError, match=r"Params\nfinetune\n  Instance is frozen"):
+        params.finetune = None
+    assert params.finetune.epochs == DEFAULTS["finetune"]["epochs"]
 
 
 def test_missing_input_file_names_the_key(tmp_path):

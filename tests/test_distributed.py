@@ -138,7 +138,7 @@ def test_two_cpu_processes_train_the_single_process_model(tmp_path, dropout_free
     assert ddp["files"] == single["files"], "one set of artifacts, nothing else written"
     assert not list(throwaway.glob("tinynlp-rank*")), "rank 1's discarded copies are cleaned up"
 
-    assert [r["epoch"] for r in ddp["history"]] == [r["epoch"] for r in single["history"]]
+    assert single["history"] and [r["epoch"] for r in ddp["history"]] == [r["epoch"] for r in single["history"]]
     for a, b in zip(single["history"], ddp["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4), a["epoch"]
         assert b["dev_entity_f1"] == pytest.approx(a["dev_entity_f1"], abs=1e-6), a["epoch"]

@@ -4,6 +4,8 @@ verdict, the `drift` stage end to end on a tiny model, and the MiniLM encoder on
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import ROOT, TEST, TRAIN, write_conll
+from conftest import DEV, ROOT, TEST, TRAIN, write_conll
 from tinynlp import drift
-from tinynlp.config import parse_params
+from tinynlp.config import load_params
 from tinynlp.errors import ConfigError, DataValidationError
 
 TESTS = dict(alpha=0.01, permutations=300, seed=0)
@@ -165,43 +167,100 @@ def promoted_dir(directory: Path, encoder_source, labels: list[str], max_length:
     return directory
 
 
-def test_drift_stage_on_a_tiny_model(tmp_path, tiny_bert):
-    from tinynlp.drift_check import run_drift
+NER_LABELS = ["O", "B-location", "I-location", "B-person", "I-person"]
+ODD = [("4711 0815 9999 1234 5678 4242 .", "O O O O O O O")] * 12   # numbers only: a shifted batch
+
+
+@pytest.fixture(scope="module")
+def drift_template(tmp_path_factory, tiny_bert) -> Path:
+    """A workspace as the drift check finds it after a run: params.yaml, the raw splits, the
+    validated train split (the reference) and a promoted tiny model."""
     from tinynlp.ingestion import records_table
     from tinynlp.readers import Sentence
 
-    labels = ["O", "B-location", "I-location", "B-person", "I-person"]
+    root = tmp_path_factory.mktemp("drift")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["paths"].update({key: str(tmp_path / key) for key in ("ingested", "promoted", "reports")})
+    raw["paths"].update(train="data/raw/train.conll", dev="data/raw/dev.conll", test="data/raw/test.conll")
     raw["ingest"]["entity_types"] = ["location", "person"]
     raw["drift"].update(permutations=200, max_samples=30)
-    params = parse_params(raw, check_files=False)
-    (tmp_path / "ingested").mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for split, rows in (("train", TRAIN), ("dev", DEV), ("test", TEST)):
+        write_conll(root / f"data/raw/{split}.conll", rows)
+    (root / "data/ingest").mkdir(parents=True)
     train = [Sentence(text.split(), tags.split(), i) for i, (text, tags) in enumerate(TRAIN * 3, start=1)]
-    pq.write_table(records_table(train, "ner"), tmp_path / "ingested/train.parquet")
-    (tmp_path / "ingested/labels.json").write_text(json.dumps({"task": "ner", "labels": labels}))
-    promoted_dir(tmp_path / "promoted", tiny_bert, labels, max_length=32)
+    pq.write_table(records_table(train, "ner"), root / "data/ingest/train.parquet")
+    (root / "data/ingest/labels.json").write_text(json.dumps({"task": "ner", "labels": NER_LABELS}))
+    promoted_dir(root / "models/promoted", tiny_bert, NER_LABELS, max_length=32)
+    return root
 
-    same = run_drift(params, write_conll(tmp_path / "same.conll", TRAIN + TEST))
+
+@pytest.fixture
+def drift_workspace(drift_template, tmp_path, monkeypatch) -> Path:
+    workspace = shutil.copytree(drift_template, tmp_path / "ws")
+    monkeypatch.chdir(workspace)
+    return workspace
+
+
+def test_drift_stage_on_a_tiny_model(drift_workspace):
+    from tinynlp.drift_check import run_drift
+
+    params = load_params("params.yaml")
+    same = run_drift(params, write_conll(Path("same.conll"), TRAIN + TEST))
     assert [s["name"] for s in same["verdict"]["signals"]] == ["embedding", "length", "vocabulary", "labels",
                                                                 "predictions"]
-    assert json.loads((tmp_path / "reports/drift/report.json").read_text()) == same
+    assert json.loads(Path("reports/drift/report.json").read_text()) == same
     assert (same["reference_rows"], same["batch_rows"]) == (36, 15)
     assert same["sampled"] == {"reference": 30, "batch": 15}
     assert same["promoted_variant"] == "tiny" and len(same["reference_digest"]) == 16
-    odd = [("4711 0815 9999 1234 5678 4242 .", "O O O O O O O")] * 12
-    shifted = run_drift(params, write_conll(tmp_path / "odd.conll", odd), out_dir=tmp_path / "elsewhere")
+    # the training sentences themselves: no signal flags, so no drift
+    assert not same["verdict"]["drifted"], same["verdict"]["reasons"]
+    assert not any(s["drifted"] for s in same["verdict"]["signals"]), same["verdict"]["reasons"]
+    shifted = run_drift(params, write_conll(Path("odd.conll"), ODD), out_dir=Path("elsewhere"))
+    assert shifted["verdict"]["drifted"], shifted["verdict"]["reasons"]
+    flagged = {s["name"] for s in shifted["verdict"]["signals"] if s["drifted"]}
+    assert {"embedding", "labels"} <= flagged, flagged  # the signals the verdict is decided on (params)
     vocabulary = next(s for s in shifted["verdict"]["signals"] if s["name"] == "vocabulary")
     assert vocabulary["drifted"] and vocabulary["detail"]["batch_unknown_subword_rate"] > 0.5
-    assert (tmp_path / "elsewhere/report.json").is_file()
+    assert Path("elsewhere/report.json").is_file()
 
-    bad = tmp_path / "bad.conll"
+    bad = Path("bad.conll")
     bad.write_text("Alice\tB-person\nflies\tB-org\n")
     with pytest.raises(DataValidationError, match="bad.conll"):
         run_drift(params, bad)
-    (tmp_path / "promoted/encoder.onnx").unlink()
+    Path("models/promoted/encoder.onnx").unlink()
     with pytest.raises(ConfigError, match="encoder.onnx.*evaluate"):
-        run_drift(params, tmp_path / "same.conll")
+        run_drift(params, "same.conll")
+
+
+def test_drift_command_exit_codes(drift_workspace, capsys):
+    """`tinynlp drift`: 0 no drift, 5 drift, 3 an invalid batch, 2 invalid params or no promoted model."""
+    from cli.main import main as cli
+
+    write_conll(Path("same.conll"), TRAIN + TEST)
+    write_conll(Path("odd.conll"), ODD)
+    assert cli(["drift", "same.conll"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| embedding +\| [\d.]+ +\| [\d.]+ +\| False +\| True +\|", out), out  # a table row per signal
+    assert "\nno drift: embedding MMD²=" in out, out
+    assert cli(["drift", "odd.conll"]) == 5
+    out = capsys.readouterr().out
+    assert "\nDRIFT: embedding MMD²=" in out and json.loads(Path("reports/drift/report.json").read_text())[
+        "batch"] == "odd.conll", out
+
+    Path("bad.conll").write_text("Alice\tB-person\nflies\tB-org\n")
+    assert cli(["drift", "bad.conll"]) == 3
+    err = capsys.readouterr().err
+    assert "the batch is invalid (not drift)" in err and "bad.conll line 2: rule 'label_in_set'" in err, err
+
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["drift"]["alpha"] = 2
+    Path("bad-params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert cli(["drift", "same.conll", "--params", "bad-params.yaml"]) == 2
+    assert "drift.alpha: Input should be less than 1" in capsys.readouterr().err
+
+    shutil.rmtree("models/promoted")
+    assert cli(["drift", "same.conll"]) == 2
+    assert "models/promoted: no encoder.onnx" in capsys.readouterr().err
 
 
 # --- real data, the shipped MiniLM encoder -----------------------------------------------------------

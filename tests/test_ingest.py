@@ -58,6 +58,8 @@ def test_good_data_is_written_with_label_set(good_run):
     assert labels == {"task": "ner", "labels": ["O", "B-location", "I-location", "B-person", "I-person"]}
     assert Path("reports/ingest/data_docs/index.html").is_file()
     summary = json.loads(Path("reports/ingest/validation.json").read_text())
+    assert set(summary["validation"]) == {"train", "dev", "test"}
+    assert all("label_in_set" in split["rules"] for split in summary["validation"].values())
     assert all(r["success"] for split in summary["validation"].values() for r in split["rules"].values())
     import datasets
     assert datasets.Dataset.from_parquet("data/ingest/train.parquet").column_names == ["tokens", "tags", "line"]

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli.main import main as cli
@@ -18,9 +19,18 @@ from tinynlp.tagging import bio_labels
 NER_LABELS = bio_labels(["location", "person"])
 
 
-def promoted(tiny_bert, directory: Path, task: str, labels: list[str]) -> Path:
+def promoted(tiny_bert, directory: Path, task: str, labels: list[str], favour: str | None = None) -> Path:
+    """A promoted-model folder from the tiny BERT. `favour`: the head always predicts that label
+    (zero weights, a bias of 5 on it), so what the predictor returns is known exactly."""
+    import torch
+
     model_class = "AutoModelForTokenClassification" if task == "ner" else "AutoModelForSequenceClassification"
     model = modeling.load_classifier(str(tiny_bert), labels, model_class, seed=0)
+    if favour is not None:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.zero_()
+            model.classifier.bias[labels.index(favour)] = 5.0
     directory.mkdir(parents=True)
     quantization.export_onnx(model, directory / "model.onnx")
     modeling.load_tokenizer(str(tiny_bert)).save_pretrained(directory)
@@ -42,20 +52,34 @@ def test_entities_are_chunked_from_bio_tags_with_mean_scores():
     assert found == [Entity("Alice Smith", "person", 0, 2, 0.8), Entity("Paris", "location", 3, 4, 0.6)]
 
 
+# the probability of the favoured label: a logit of 5 against 0 for the other labels
+FAVOURED_NER = round(float(np.exp(5) / (np.exp(5) + len(NER_LABELS) - 1)), 4)
+
+
 def test_ner_predictor_returns_entities_for_every_text(tiny_bert, tmp_path):
-    predictor = Predictor(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS))
+    """Every word tagged B-location: one single-word entity per word, in every window of a long text."""
+    predictor = Predictor(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS, favour="B-location"))
     long_text = " ".join(["alice lives in paris ."] * 6)  # longer than max_length: windows, not truncation
     results = predictor.predict(["Alice lives in Paris .", "", long_text])
-    assert len(results) == 3 and all(isinstance(r, list) for r in results)
-    for entity in (e for r in results for e in r):
-        assert isinstance(entity, Entity) and entity.type in {"location", "person"} and 0 <= entity.score <= 1
-    assert all(e.end <= len(split_words(long_text)) for e in results[2])
+    assert len(results) == 3 and all(isinstance(e, Entity) for r in results for e in r)
+    assert [(e.text, e.type, e.start, e.end) for e in results[0]] == [
+        (word, "location", i, i + 1) for i, word in enumerate(["Alice", "lives", "in", "Paris", "."])]
+    assert results[1] == []
+    words = split_words(long_text)
+    assert len(words) == 30 and [(e.text, e.start, e.end) for e in results[2]] == [
+        (word, i, i + 1) for i, word in enumerate(words)], "each word once, whichever window it fell in"
+    assert all(e.score == pytest.approx(FAVOURED_NER, abs=2e-4) for e in results[0])
+    # a word in two overlapping windows sums their logits (10 against 0): more confident, never less
+    assert all(e.score >= FAVOURED_NER - 2e-4 for e in results[2]) and max(e.score for e in results[2]) > 0.999
 
 
 def test_classification_predictor_returns_labels_with_scores(tiny_bert, tmp_path):
-    predictor = Predictor(promoted(tiny_bert, tmp_path / "clf", "classification", ["neg", "pos"]))
+    predictor = Predictor(promoted(tiny_bert, tmp_path / "clf", "classification", ["neg", "pos"], favour="pos"))
     results = predictor.predict(["what a lovely day", "bad"])
-    assert all(isinstance(r, Label) and r.label in {"neg", "pos"} for r in results)
+    assert len(results) == 2 and all(isinstance(r, Label) for r in results)
+    positive = float(np.exp(5) / (np.exp(5) + 1))
+    assert [r.label for r in results] == ["pos", "pos"]
+    assert all(r.score == pytest.approx(positive, abs=2e-4) and set(r.scores) == {"neg", "pos"} for r in results)
     assert all(sum(r.scores.values()) == pytest.approx(1, abs=1e-3) for r in results)
 
 
@@ -74,23 +98,36 @@ def test_promoted_model_without_its_vocabulary_is_refused(tiny_bert, tmp_path):
 
 
 def test_cli_prints_json_and_names_bad_lines(tiny_bert, tmp_path, capsys):
-    model = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)
+    model = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS, favour="B-person")
     texts = tmp_path / "texts.txt"
     texts.write_text("Alice lives in Paris .\n\nBob met Carol .\n", encoding="utf-8")
     assert cli(["predict", "--model", str(model), "--file", str(texts), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["text"] for line in lines] == ["Alice lives in Paris .", "Bob met Carol ."]
-    assert all(isinstance(line["entities"], list) for line in lines)
+    assert [[(e["text"], e["type"], e["start"]) for e in line["entities"]] for line in lines] == [
+        [(w, "person", i) for i, w in enumerate(line["text"].split())] for line in lines]
     texts.write_bytes(b"fine line\n\xff\xfe broken\n")
     assert cli(["predict", "--model", str(model), "--file", str(texts)]) == 3
     assert f"{texts} line 2: rule 'utf-8'" in capsys.readouterr().err
 
 
+def test_cli_exits_2_on_a_missing_input_file_or_model(tiny_bert, tmp_path, capsys):
+    model = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)
+    missing = tmp_path / "missing.txt"
+    assert cli(["predict", "--model", str(model), "--file", str(missing)]) == 2
+    assert f"tinynlp predict: {missing}: file not found" in capsys.readouterr().err
+    assert cli(["predict", "--model", str(tmp_path / "no-model"), "Alice lives in Paris ."]) == 2
+    assert f"tinynlp predict: {tmp_path / 'no-model'}: not a promoted model" in capsys.readouterr().err
+    assert cli(["predict", "--model", str(model)]) == 2
+    assert "give texts as arguments or --file" in capsys.readouterr().err
+
+
 def test_streaming_in_chunks_equals_one_call(tiny_bert, tmp_path):
-    predictor = Predictor(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS))
+    predictor = Predictor(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS, favour="B-person"))
     texts = [f"Alice met Bob in Paris {i} ." if i % 3 else "nothing happened ." for i in range(10)]
     streamed = list(predictor.stream(iter(texts), chunk=3))
     assert [text for text, _ in streamed] == texts
+    assert [[e.text for e in result] for _, result in streamed] == [split_words(text) for text in texts]
     assert [result for _, result in streamed] == predictor.predict(texts)
 
 
@@ -99,12 +136,30 @@ def test_http_server_predicts_and_refuses_oversized_requests(tiny_bert, tmp_path
 
     from cli import serve as serve_cli
 
-    client = TestClient(serve_cli.build_app(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS)))
+    client = TestClient(serve_cli.build_app(promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS,
+                                                     favour="B-location")))
     assert client.get("/health").json()["task"] == "ner"
     response = client.post("/predict", json={"texts": ["Alice lives in Paris .", "nothing ."]})
     assert response.status_code == 200
     assert [r["text"] for r in response.json()["results"]] == ["Alice lives in Paris .", "nothing ."]
-    assert all(isinstance(r["entities"], list) for r in response.json()["results"])
+    assert [[(e["text"], e["type"]) for e in r["entities"]] for r in response.json()["results"]] == [
+        [(w, "location") for w in ("Alice", "lives", "in", "Paris", ".")], [("nothing", "location"), (".", "location")]]
     assert client.post("/predict", json={"texts": []}).status_code == 422
     monkeypatch.setattr(serve_cli, "MAX_TEXTS", 1)
     assert client.post("/predict", json={"texts": ["a", "b"]}).status_code == 413
+
+
+def test_entities_carry_character_offsets_into_the_raw_text():
+    text = "Dr. Alice  Smith moved to New York City, in 2020 ."
+    words = split_words(text)
+    tags = ["O" if w not in {"Alice", "Smith", "New", "York", "City"} else "I-x" for w in words]
+    tags[words.index("Alice")], tags[words.index("New")] = "B-person", "B-location"
+    tags = [t.replace("I-x", "I-person") if i <= words.index("Smith") else t.replace("I-x", "I-location")
+            for i, t in enumerate(tags)]
+    found = entities_of(words, tags, np.full(len(words), 0.9), text)
+    assert [(e.type, e.text, e.char_start, e.char_end) for e in found] == [
+        ("person", "Alice  Smith", 4, 16), ("location", "New York City", 26, 39)]
+    assert all(text[e.char_start:e.char_end] == e.text for e in found)
+    # without the raw text (pre-split words, as the drift check passes them): no offsets
+    assert [(e.text, e.char_start) for e in entities_of(words, tags, np.full(len(words), 0.9))] == [
+        ("Alice Smith", None), ("New York City", None)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,28 +64,48 @@ def _stage(workspace: Path, stage: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "tasks", stage], workspace)
 
 
-@pytest.mark.slow
-def test_a_killed_finetune_resumes_to_the_same_model(tmp_path, tiny_bert):
-    """SIGKILL mid-run (after the first epoch's checkpoint): the last good model stays
-    byte-identical, and the re-run resumes from the checkpoint to the uninterrupted result."""
-    workspace = make_workspace(tmp_path / "ws", tiny_bert)
+def _set(workspace: Path, section: str, **values) -> None:
     params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["finetune"].update(epochs=30, patience=30)  # long enough to be killed in the middle
+    params[section].update(values)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, tiny_bert) -> Path:
+    """A workspace that ran ingest .. finetune: where the resume tests start (copied)."""
+    workspace = make_workspace(tmp_path_factory.mktemp("finetuned") / "ws", tiny_bert)
+    _set(workspace, "finetune", epochs=4, patience=4)  # a model to compress, not a good one
     for stage in ("ingest", "augment", "pretrain", "finetune"):
         _stage(workspace, stage)
+    return workspace
+
+
+def _kill_after_first_checkpoint(workspace: Path, stage: str) -> None:
+    """Start the stage and SIGKILL it once its first epoch checkpoint is complete, in the next epoch."""
+    process = subprocess.Popen([sys.executable, "-m", "tasks", stage], cwd=workspace,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    pattern = "*/**/checkpoint-*/trainer_state.json"
+    while not list((workspace / "checkpoints" / stage).glob(pattern)):
+        assert process.poll() is None and time.monotonic() < deadline, "finished or stuck before a checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the stage ended before the kill"
+
+
+@pytest.mark.slow
+def test_a_killed_finetune_resumes_to_the_same_model(finetuned, tmp_path):
+    """SIGKILL mid-run (after the first epoch's checkpoint): the last good model stays
+    byte-identical, and the re-run resumes from the checkpoint to the uninterrupted result."""
+    workspace = shutil.copytree(finetuned, tmp_path / "ws", symlinks=True)
+    _set(workspace, "finetune", epochs=30, patience=30)  # long enough to be killed in the middle
+    _stage(workspace, "finetune")
     reference = json.loads((workspace / "reports/finetune/metrics.json").read_text())
     good_model = _digests(workspace / "models/finetune")
 
-    process = subprocess.Popen([sys.executable, "-m", "tasks", "finetune"], cwd=workspace,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list((workspace / "checkpoints/finetune").glob("*/checkpoint-*/trainer_state.json")):
-        assert process.poll() is None and time.monotonic() < deadline, "finished or stuck before a checkpoint"
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the next epoch
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    _kill_after_first_checkpoint(workspace, "finetune")
     assert _digests(workspace / "models/finetune") == good_model, "the kill touched the last good model"
     assert not [p for p in (workspace / "models").iterdir() if p.name.startswith(".")], "staging left behind"
 
@@ -94,6 +115,41 @@ def test_a_killed_finetune_resumes_to_the_same_model(tmp_path, tiny_bert):
     assert resumed["dev_entity_f1"] == pytest.approx(reference["dev_entity_f1"], abs=1e-6)
     assert resumed["epochs_run"] == reference["epochs_run"]
     assert not list((workspace / "checkpoints/finetune").glob("*/checkpoint-*")), "resume state kept after success"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, model_dir, settings", [
+    ("prune", "models/prune", {"epochs": 20, "patience": 20}),   # per recovery (3): killed in the first
+    ("distill", "models/distill", {"epochs": 16, "patience": 16}),
+])
+def test_a_killed_compression_stage_resumes_to_the_same_model(finetuned, tmp_path, stage, model_dir, settings):
+    """As for finetune: the last good model byte-identical after a SIGKILL mid-training, no staging
+    folder left, and the re-run resumes from the checkpoint to the uninterrupted result."""
+    workspace = shutil.copytree(finetuned, tmp_path / "ws", symlinks=True)
+    _set(workspace, stage, **settings)
+    _stage(workspace, stage)
+    reference = json.loads((workspace / f"reports/{stage}/metrics.json").read_text())
+    good_model = _digests(workspace / model_dir)
+    assert good_model and not list((workspace / "checkpoints" / stage).glob("*/**/checkpoint-*"))
+
+    _kill_after_first_checkpoint(workspace, stage)
+    assert _digests(workspace / model_dir) == good_model, "the kill touched the last good model"
+    assert not [p for p in (workspace / "models").iterdir() if p.name.startswith(".")], "staging left behind"
+
+    _stage(workspace, stage)
+    resumed = json.loads((workspace / f"reports/{stage}/metrics.json").read_text())
+    if stage == "prune":  # killed in the first unstructured step: that one resumes, the rest run afresh
+        assert resumed["unstructured"].pop("resumed") is True and reference["unstructured"].pop("resumed") is False
+        assert resumed["structured"].pop("resumed") is False and reference["structured"].pop("resumed") is False
+        for variant in ("unstructured", "structured"):
+            resumed[variant].pop("seconds", None), reference[variant].pop("seconds", None)
+    else:
+        assert resumed.pop("resumed") is True and reference.pop("resumed") is False
+        for key in ("train_seconds", "teacher_logits_seconds"):
+            resumed.pop(key), reference.pop(key)
+    assert resumed == reference  # dev scores (rounded to 5 places), sparsity, sizes, epochs run
+    assert _digests(workspace / model_dir) == good_model, "the resumed run should reach the same weights"
+    assert not list((workspace / "checkpoints" / stage).glob("*/**/checkpoint-*")), "resume state kept after success"
 
 
 def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
