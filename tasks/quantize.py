@@ -1,26 +1,29 @@
 """Stage `quantize`: each chosen model (fine-tuned, distilled, structurally pruned) exported to ONNX,
 checked against PyTorch, fused, then quantized to INT8 by every candidate config (ONNX Runtime
 dynamic / static, per-channel / per-tensor). Accuracy-aware: the fastest candidate within
-`max_dev_drop` of the fp32 graph's dev metric is kept. Intel Neural Compressor variants are built
+`max_dev_drop` of the fp32 graph's dev metric is kept, where latencies within the measured timing
+noise are a tie that the better dev score wins (`tinynlp.gate.pick_fastest`). Intel Neural Compressor variants are built
 alongside for the side-by-side comparison in `evaluate`."""
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
-from tinynlp import modeling, quantization
+from tinynlp import gate, modeling, quantization
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import head_for
-from tinynlp.inference import measure_speed, pad_batch, predict_logits
+from tinynlp.inference import measure_speeds, pad_batch, predict_logits
 from tinynlp.model_dir import is_model_dir, load_model, load_spec, variant_dirs
 from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the kept ones properly
+SELECTION_REPEATS = 3            # interleaved timing passes: their spread is the tie-break's noise band
 
 
 class _Selection:
@@ -38,8 +41,15 @@ class _Selection:
         logits = predict_logits(runner, self.features, self.batch_size, self.pad_id)
         return float(self.head.score(self.encoded, logits, self.dev, self.spec)[self.head.metric])
 
-    def latency(self, runner) -> float:
-        return measure_speed(runner, self.features, self.pad_id, SELECTION_LATENCY_SAMPLES, 10, 8).latency_ms_p50
+    def latencies(self, runners: dict) -> dict[str, list[float]]:
+        """Each runner's p50 in SELECTION_REPEATS passes, the runners taking turns within each pass, so
+        a slow spell of the machine hits them alike and the spread of one runner's p50s is the noise."""
+        runs: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(SELECTION_REPEATS if runners else 0):
+            speeds = measure_speeds(runners, self.features, self.pad_id, SELECTION_LATENCY_SAMPLES, 10, 8, rounds=3)
+            for name, speed in speeds.items():
+                runs[name].append(round(speed.latency_ms_p50, 4))
+        return runs
 
 
 def calibration_batches(params: Params, tokenizer, batch_size: int = 8) -> list[dict[str, np.ndarray]]:
@@ -87,31 +97,37 @@ def quantize_source(name: str, model_dir: Path, params: Params, selection: _Sele
         quantization.check_matches(model, graph, calibration[:4], cfg.export_tolerance)
     reference = quantization.OnnxRunner(graph, selection.threads)
     reference_score = selection.score(reference)
-    tried = []
+    tried, runners = [], {}
     for candidate in _candidates(params, graph, exported, directory, calibration):
-        runner = quantization.OnnxRunner(candidate["file"], selection.threads)
-        score = selection.score(runner)
-        tried.append({"source": name, "method": candidate["method"], "per_channel": candidate["per_channel"],
-                      "dev_score": round(score, 4), "dev_drop": round(reference_score - score, 4),
-                      "latency_ms_p50": selection.latency(runner), "file": candidate["file"]})
-        log.info("quantize %s %s (%s): dev %.4f (fp32 %.4f), p50 %.2f ms", name, candidate["method"],
-                 "per-channel" if candidate["per_channel"] else "per-tensor", score, reference_score,
-                 tried[-1]["latency_ms_p50"])
+        label = f"{candidate['method']}-{'per_channel' if candidate['per_channel'] else 'per_tensor'}"
+        runners[label] = quantization.OnnxRunner(candidate["file"], selection.threads)
+        score = selection.score(runners[label])
+        tried.append({"source": name, "name": label, "method": candidate["method"],
+                      "per_channel": candidate["per_channel"], "dev_score": round(score, 4),
+                      "dev_drop": round(reference_score - score, 4), "file": candidate["file"]})
+    runs = selection.latencies(runners)
+    for t in tried:
+        t["latency_ms_p50"], t["latency_ms_p50_runs"] = round(median(runs[t["name"]]), 4), runs[t["name"]]
+        log.info("quantize %s %s: dev %.4f (fp32 %.4f), p50 %.2f ms (runs %s)", name, t["name"], t["dev_score"],
+                 reference_score, t["latency_ms_p50"], runs[t["name"]])
     parameters = modeling.parameter_count(model)
     kept = [{"name": f"{name}_onnx", "kind": "onnx", "file": f"{name}/{graph.name}", "source": name,
              "method": "fp32" + ("-fused" if cfg.fuse else ""), "parameters": parameters,
              "export_max_abs_difference": difference}] if name == "finetune" else []
-    within = [t for t in tried if t["dev_drop"] <= cfg.max_dev_drop]
     if tried:
-        best = min(within, key=lambda t: t["latency_ms_p50"]) if within else max(tried, key=lambda t: t["dev_score"])
-        if not within:
+        best, how = gate.pick_fastest(tried, cfg.max_dev_drop, runs)
+        if "tied" not in how:
             log.warning("quantize %s: no INT8 candidate within %.3f of the fp32 dev metric; keeping the most "
-                        "accurate (%s) for the gate to judge", name, cfg.max_dev_drop, best["method"])
+                        "accurate (%s) for the gate to judge", name, cfg.max_dev_drop, best["name"])
+        else:
+            log.info("quantize %s: kept %s; noise band %.1f%%, tied: %s", name, best["name"],
+                     100 * how["noise_band"], ", ".join(how["tied"]))
         shutil.copyfile(best["file"], directory / "int8.onnx")
         kept.append({"name": f"{name}_int8", "kind": "onnx", "file": f"{name}/int8.onnx", "source": name,
                      "method": best["method"], "per_channel": best["per_channel"], "parameters": parameters})
         for t in tried:
             t["kept"] = t is best
+        best["pick"] = how
     for t in tried:
         t["file"] = Path(t["file"]).name
     kept_files = {Path(v["file"]).name for v in kept}
@@ -152,7 +168,8 @@ def run_quantize(params: Params) -> dict:
     reports = Path(paths.reports) / "quantize"
     atomic_write_json(reports / "candidates.json", tried)
     metrics = {t["source"]: {"method": t["method"], "per_channel": t["per_channel"], "dev_drop": t["dev_drop"],
-                             "latency_ms_p50": t["latency_ms_p50"]} for t in tried if t.get("kept")}
+                             "latency_ms_p50": t["latency_ms_p50"], "noise_band": t["pick"].get("noise_band"),
+                             "tied": t["pick"].get("tied", [])} for t in tried if t.get("kept")}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("quantize: kept %s", ", ".join(v["name"] for v in variants))
     return metrics

@@ -1,8 +1,10 @@
 """The promotion gate: every evaluated variant is checked against budgets (quality drop from the
-reference model, latency, size), and the best one that passes is promoted. Each refusal says why."""
+reference model, latency, size), and the best one that passes is promoted. Each refusal says why.
+Also the quantize stage's pick among INT8 candidates, where timing noise must not decide."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import median
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,29 @@ def choose(rows: list[dict], reference: str, metric: str, budget: Budget) -> tup
     if not passing:
         return None, decisions
     return min(passing, key=lambda row: _RANKING[budget.objective](row, metric))["name"], decisions
+
+
+def noise_band(latency_runs: dict[str, list[float]]) -> float:
+    """The timing noise measured on these runs: the largest relative spread (max - min over the
+    median) of one candidate's p50 across repeated, interleaved timings."""
+    spreads = [(max(runs) - min(runs)) / median(runs) for runs in latency_runs.values() if len(runs) > 1]
+    return max(spreads, default=0.0)
+
+
+def pick_fastest(candidates: list[dict], max_drop: float, latency_runs: dict[str, list[float]]) -> tuple[dict, dict]:
+    """The candidate to keep among those within `max_drop` of the reference dev score: the fastest,
+    except that candidates whose median p50 is within the measured noise band of the fastest are a
+    tie, which the better dev score wins (a busy machine must not swap a less accurate graph in).
+    Each candidate has `name`, `dev_score` and `dev_drop`; `latency_runs` holds its p50 per repeat.
+    With none within budget, the most accurate is kept for the gate to judge. Returns the pick and
+    how it was made."""
+    within = [c for c in candidates if c["dev_drop"] <= max_drop + 1e-12]
+    if not within:
+        return max(candidates, key=lambda c: c["dev_score"]), {"rule": "none within budget: most accurate"}
+    p50 = {c["name"]: median(latency_runs[c["name"]]) for c in within}
+    band = noise_band({c["name"]: latency_runs[c["name"]] for c in within})
+    fastest = min(p50.values())
+    tied = [c for c in within if p50[c["name"]] <= fastest * (1 + band)]
+    best = max(tied, key=lambda c: (c["dev_score"], -p50[c["name"]]))
+    return best, {"rule": "fastest within budget; ties within the noise band go to the better dev score",
+                  "noise_band": round(band, 4), "tied": [c["name"] for c in tied]}
