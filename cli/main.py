@@ -9,6 +9,7 @@
     tinynlp deploy [--apply]                         serve (or only register) the scheduled retraining
     tinynlp serve [--model DIR] [--port 8000]        the promoted model over HTTP (POST /predict)
     tinynlp report [--rev REV [--against REV]]       the latest run's tables, or `dvc metrics diff`
+    tinynlp explain TEXT ... [--model DIR] [--html F] per-word attributions of the prediction
 
 Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run),
 5 drift found (`tinynlp drift`).
@@ -78,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    explain = command("explain", "explain a prediction: per-word attributions (integrated gradients) of the torch "
+                      "model behind the promoted variant", '  tinynlp explain "Alice moved to Paris ."\n'
+                      '  tinynlp explain "Alice moved to Paris ." --html why.html')
+    explain.add_argument("texts", nargs="+", help="texts to explain")
+    explain.add_argument("--model", default="models/promoted",
+                         help="promoted model directory (its PyTorch source is used) or a stage model directory")
+    explain.add_argument("--html", help="also write a self-contained HTML page here")
+    explain.add_argument("--steps", type=int, default=32, help="integration steps (more: smaller convergence delta)")
     report = command("report", "print the latest run's tables, or metrics of one revision against another",
                      "  tinynlp report\n  tinynlp report --rev HEAD~1\n  tinynlp report --rev model-v1 --against model-v2")
     report.add_argument("--rev", help="git revision to compare from (wraps `dvc metrics diff`)")
@@ -91,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging()
         return (run_serve if args.command == "serve" else run_report)(args)
+    if args.command == "explain":
+        from cli.explain import main as run_explain
+        return run_explain(args)
     if args.command == "drift":
         from cli.drift import main as run_drift
         return run_drift(args)

@@ -28,6 +28,8 @@ class Entity:
     start: int        # word index (inclusive)
     end: int          # word index (exclusive)
     score: float      # mean probability of the entity's word tags
+    char_start: int | None = None   # offsets in the raw text (None for pre-split words):
+    char_end: int | None = None     # text[char_start:char_end] is the entity as written
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,27 @@ def split_words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
-def entities_of(words: Sequence[str], tags: Sequence[str], probabilities: np.ndarray) -> list[Entity]:
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each word `split_words` gives, in the same order."""
+    return [match.span() for match in WORD.finditer(text)]
+
+
+def entities_of(words: Sequence[str], tags: Sequence[str], probabilities: np.ndarray,
+                text: str | None = None) -> list[Entity]:
+    """Entities from word tags. With the raw `text` the words came from, each entity carries its
+    character offsets and its text as written there (spacing kept); otherwise words joined by spaces."""
     from seqeval.metrics.sequence_labeling import get_entities
 
-    return [Entity(" ".join(words[start:end + 1]), kind, start, end + 1,
-                   round(float(probabilities[start:end + 1].mean()), 4))
-            for kind, start, end in get_entities(list(tags))]
+    spans = word_spans(text) if text is not None else None
+    entities = []
+    for kind, start, end in get_entities(list(tags)):
+        score = round(float(probabilities[start:end + 1].mean()), 4)
+        if spans is None:
+            entities.append(Entity(" ".join(words[start:end + 1]), kind, start, end + 1, score))
+        else:
+            first, last = spans[start][0], spans[end][1]
+            entities.append(Entity(text[first:last], kind, start, end + 1, score, first, last))
+    return entities
 
 
 class Predictor:
@@ -84,7 +101,9 @@ class Predictor:
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
         if self.meta["task"] == "ner":
-            return self._entities([split_words(t) for t in texts])
+            sentences = [split_words(t) for t in texts]
+            return [entities_of(words, tags, scores, text) for text, words, (tags, scores)
+                    in zip(texts, sentences, self.tag_words(sentences))]
         return self.label_texts(texts)
 
     def tag_words(self, sentences: list[list[str]]) -> list[tuple[list[str], np.ndarray]]:
@@ -98,9 +117,6 @@ class Predictor:
             tags = [self.labels[int(np.argmax(p))] if hit else "O" for p, hit in zip(probabilities, seen)]
             results.append((tags, probabilities.max(axis=-1)))
         return results
-
-    def _entities(self, sentences: list[list[str]]) -> list[list[Entity]]:
-        return [entities_of(words, tags, scores) for words, (tags, scores) in zip(sentences, self.tag_words(sentences))]
 
     def label_texts(self, texts: Sequence[str]) -> list[Label]:
         """Text classification: the best label, its probability and every class's."""

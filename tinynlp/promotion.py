@@ -34,6 +34,7 @@ def _card(card: dict) -> str:
              f"- test score {metrics['test_score']}, dev score {metrics['dev_score']}",
              f"- batch-1 latency p50 {metrics['latency_ms_p50']} ms, p95 {metrics['latency_ms_p95']} ms; "
              f"throughput {metrics['throughput_per_s']}/s; {metrics['size_mb']} MB; {metrics['parameters']} parameters",
+             f"- made from the PyTorch model in `{card['torch_source']}` (`tinynlp explain` uses it)",
              f"- base checkpoint: {card['base_checkpoint']}; data version {card['data_version']}; "
              f"code version {card['code_version']}",
              "", "Serve it with `tinynlp predict --model <this directory> \"some text\"`."]
@@ -58,8 +59,10 @@ def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> N
         write_encoder(source, staging, params.quantize.opset)
         tokenizer.save_pretrained(staging)
         base = params.pretrain.checkpoint
-        write_meta(staging, spec, base, variant=variant.name)
-        card = {"variant": variant.name, "kind": variant.kind, "task": spec.task, "labels": spec.labels,
+        # the PyTorch model the served graph was made from: gradients (`tinynlp explain`) need it
+        write_meta(staging, spec, base, variant=variant.name, torch_source=str(variant.source))
+        card = {"variant": variant.name, "kind": variant.kind, "torch_source": str(variant.source),
+                "task": spec.task, "labels": spec.labels,
                 "metrics": row, "gate": params.evaluate.gate.model_dump(), "base_checkpoint": base,
                 "data_version": validated_data_version(params.paths.ingested), "code_version": code_version()}
         atomic_write_json(staging / CARD_FILE, card)
