@@ -70,7 +70,7 @@ def _set(workspace: Path, section: str, **values) -> None:
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist may interleave other modules, which would rebuild it
 def finetuned(tmp_path_factory, tiny_bert) -> Path:
     """A workspace that ran ingest .. finetune: where the resume tests start (copied)."""
     workspace = make_workspace(tmp_path_factory.mktemp("finetuned") / "ws", tiny_bert)

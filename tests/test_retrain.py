@@ -59,7 +59,7 @@ def dvc_clean(workspace: Path) -> bool:
     return json.loads(run(DVC + ["status", "--json"], workspace).stdout) == {}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist may interleave other modules, which would rebuild it
 def champion(tmp_path_factory, tiny_bert) -> Path:
     """A workspace whose DAG has run and been committed: the champion is the promoted model."""
     workspace = make_workspace(tmp_path_factory.mktemp("retrain") / "ws", tiny_bert)
