@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     path = ROOT / DVC_YAML
     if args.check:
         current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        problems = stale(yaml.safe_load(current) or {}) if current != render() else []
         if current != render():
+            problems = stale(yaml.safe_load(current) or {})
             print(f"{DVC_YAML} is stale; run `python -m tasks.dvc_yaml`:", file=sys.stderr)
             print("\n".join(f"  - {p}" for p in problems) or "  - (formatting only)", file=sys.stderr)
             return 1

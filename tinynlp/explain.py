@@ -49,11 +49,12 @@ class Explainer:
     def __init__(self, model_dir: str | Path, steps: int = 32):
         import torch
 
-        self.model, self.spec = load_model(torch_source(model_dir))
-        self.model.eval()
-        from transformers import AutoTokenizer
+        from tinynlp.modeling import load_tokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(torch_source(model_dir))
+        source = torch_source(model_dir)
+        self.model, self.spec = load_model(source)
+        self.model.eval()
+        self.tokenizer = load_tokenizer(str(source))
         self.steps, self.torch = steps, torch
 
     def _encode(self, words: list[str]):
