@@ -10,7 +10,7 @@ from tinynlp.errors import PipelineError, exit_code
 
 def main(args) -> int:
     from tinynlp.atomic import atomic_write_text
-    from tinynlp.explain import Explainer, as_html, as_terminal
+    from tinynlp.explain import Explainer, as_page, as_terminal
 
     try:
         explainer = Explainer(args.model, args.steps)
@@ -21,7 +21,6 @@ def main(args) -> int:
     for text, explanations in results:
         print(as_terminal(text, explanations))
     if args.html:
-        pages = [as_html(text, explanations) for text, explanations in results]
-        atomic_write_text(Path(args.html), pages[0] if len(pages) == 1 else "\n".join(pages))
+        atomic_write_text(Path(args.html), as_page(results))
         print(f"wrote {args.html}")
     return exit_code(None)

@@ -10,6 +10,7 @@
     tinynlp serve [--model DIR] [--port 8000]        the promoted model over HTTP (POST /predict)
     tinynlp report [--rev REV [--against REV]]       the latest run's tables, or `dvc metrics diff`
     tinynlp explain TEXT ... [--model DIR] [--html F] per-word attributions of the prediction
+    tinynlp lineage [VERSION] [--json]               data versions -> model versions, and why each was promoted
 
 Exit codes: 0 success, 1 failure, 2 invalid params, 3 invalid data, 4 workspace busy (another run),
 5 drift found (`tinynlp drift`).
@@ -88,10 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--html", help="also write a self-contained HTML page here")
     explain.add_argument("--steps", type=int, default=32, help="integration steps (more: smaller convergence delta)")
     report = command("report", "print the latest run's tables, or metrics of one revision against another",
-                     "  tinynlp report\n  tinynlp report --rev HEAD~1\n  tinynlp report --rev model-v1 --against model-v2")
+                     "  tinynlp report\n  tinynlp report --rev HEAD~1\n"
+                     "  tinynlp report --rev tinynlp-model@v1.0.0 --against tinynlp-model@v2.0.0")
     report.add_argument("--rev", help="git revision to compare from (wraps `dvc metrics diff`)")
     report.add_argument("--against", help="revision to compare to (default: the workspace)")
     report.add_argument("--params", default="params.yaml", help="params file (where the reports are)")
+    lineage = command("lineage", "print the chain data versions -> model versions: each registered version's "
+                      "revision, date, data, scores and why it was promoted (one version in detail with VERSION)",
+                      "  tinynlp lineage\n  tinynlp lineage v2.0.0\n  tinynlp lineage model-v1 --json",
+                      f"exit codes: {EXIT_OK} success, {EXIT_FAILURE} failure, {EXIT_CONFIG} invalid params, "
+                      "unknown version or nothing recorded yet")
+    lineage.add_argument("version", nargs="?",
+                         help="a version (v2.0.0, v2, the GTO tag tinynlp-model@v2.0.0, or a legacy tag model-v1)")
+    lineage.add_argument("--json", action="store_true", help="the facts as JSON")
+    lineage.add_argument("--params", default="params.yaml", help="params file (model name, tag prefix, reports)")
     args = parser.parse_args(argv)
     if args.command in ("serve", "report"):
         from cli.report import main as run_report
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging()
         return (run_serve if args.command == "serve" else run_report)(args)
+    if args.command == "lineage":
+        from cli.lineage import main as run_lineage
+        return run_lineage(args)
     if args.command == "explain":
         from cli.explain import main as run_explain
         return run_explain(args)

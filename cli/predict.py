@@ -55,10 +55,18 @@ def main(args) -> int:
     return exit_code(None)
 
 
+def entity_record(entity) -> dict:
+    """An entity under the field names of the Hugging Face token-classification pipeline's
+    aggregated output (`entity_group`, `score`, `word`, character `start`/`end`), plus its word
+    span (`word_start` inclusive, `word_end` exclusive)."""
+    return {"entity_group": entity.type, "score": entity.score, "word": entity.text, "start": entity.char_start,
+            "end": entity.char_end, "word_start": entity.start, "word_end": entity.end}
+
+
 def as_record(text: str, result) -> dict:
     """One prediction as JSON-ready data: {"text", "entities"} (NER) or {"text", "prediction"}."""
     if isinstance(result, list):
-        return {"text": text, "entities": [dataclasses.asdict(e) for e in result]}
+        return {"text": text, "entities": [entity_record(e) for e in result]}
     return {"text": text, "prediction": dataclasses.asdict(result)}
 
 

@@ -24,21 +24,33 @@ class PredictRequest(BaseModel):
     texts: list[str] = Field(min_length=1, description="raw texts, one prediction each")
 
 
+def _read_card(path: Path) -> dict:
+    """The card's figures for /health; a missing or corrupt card is worth a warning, never an outage
+    (serving needs only the graph, the tokenizer and pipeline.json)."""
+    if not path.is_file():
+        return {}
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s is unreadable (%s); serving without its figures", path, exc)
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
 def build_app(model_dir: str | Path, threads: int = 0):
     from fastapi import FastAPI, HTTPException
 
     from tinynlp.predict import Predictor
 
     predictor = Predictor(model_dir, threads)
-    card_path = Path(model_dir) / CARD_FILE
-    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    card = _read_card(Path(model_dir) / CARD_FILE)
 
     app = FastAPI(title="tinynlp", description="the promoted model of the tinynlp pipeline")
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "task": predictor.meta["task"], "labels": predictor.labels,
-                "variant": card.get("variant"), "metrics": card.get("metrics")}
+                "variant": predictor.meta.get("variant", card.get("variant")), "metrics": card.get("metrics")}
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:

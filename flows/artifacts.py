@@ -1,6 +1,6 @@
-"""What a pipeline run shows in the Prefect UI besides its logs: markdown summaries built from the
-report files the stages wrote (validation, MLM perplexity, training curves), so a cached run shows
-the same figures as the run that made them."""
+"""What a pipeline run shows in the Prefect UI besides its logs: markdown summaries and tables built
+from the report files the stages wrote (validation, MLM perplexity, training curves, the error
+analysis), so a cached run shows the same figures as the run that made them."""
 from __future__ import annotations
 
 import contextlib
@@ -76,6 +76,42 @@ def training_summary(reports: Path) -> str:
             parts.append(f"Held-out perplexity {metrics.get('perplexity_before')} before, "
                          f"{metrics.get('perplexity_after')} after.\n")
     return "\n".join(parts)
+
+
+def publish_error_analysis(reports: Path, columns_per_table: int = 6) -> None:
+    """The evaluate stage's error analysis in the UI: the report as markdown, its tables as table
+    artifacts (the bucket table split by variants, so the UI does not cut wide tables off), and
+    the worst examples."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tinynlp.error_report import semeval_rows
+
+    folder = reports / "evaluate"
+    summary = _read(folder / "error_analysis.json")
+    if summary is None:
+        return
+    shipped, reference = summary["shipped"], summary["reference"]
+    create_markdown_artifact(markdown=(folder / "error_analysis.md").read_text(encoding="utf-8"), key="error-analysis",
+                             description=f"where {shipped} fails, and what compression cost against {reference}")
+    create_markdown_artifact(markdown=(folder / "worst_examples.md").read_text(encoding="utf-8"), key="worst-examples",
+                             description=f"dev and test examples with the largest loss under {shipped}")
+    test = summary["models"][shipped]["test"]
+    if "semeval" in test:  # two tables of six columns rather than one of eleven
+        rows = semeval_rows(test["semeval"])
+        f1 = [k for k in rows[0] if k.endswith(" F1")]
+        counts = [k for k in rows[0] if k != "type" and k not in f1]
+        for what, columns in (("f1", f1), ("counts", counts)):
+            create_table_artifact(table=[{"type": r["type"], **{c: r[c] for c in columns}} for r in rows],
+                                  key=f"error-analysis-types-{what}",
+                                  description=f"{shipped} on test per entity type: SemEval-2013 "
+                                              + ("F1 under each scheme" if what == "f1" else "strict-scheme counts"))
+    others = [c for c in (summary["buckets"][0] if summary["buckets"] else {}) if c not in ("bucket", "gold", reference)]
+    for part, start in enumerate(range(0, max(len(others), 1), columns_per_table), start=1):
+        shown = ["bucket", "gold", reference, *others[start:start + columns_per_table]]
+        create_table_artifact(table=[{c: row.get(c, "") for c in shown} for row in summary["buckets"]],
+                              key=f"error-analysis-buckets-{part}",
+                              description=f"{summary['metric']} by bucket: {reference}, and each variant's change in "
+                                          f"points (part {part})")
 
 
 @contextlib.contextmanager

@@ -164,6 +164,7 @@ def pipeline(force: bool = False) -> dict:
     create_markdown_artifact(markdown=f"# Evaluation\n\n{table}\n", key="evaluate-metrics",
                              description="every variant's quality, latency and size, the gate's decision, and "
                                          "the fine-tuned model's scores in detail")
+    artifacts.publish_error_analysis(reports)
     return metrics
 
 

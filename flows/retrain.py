@@ -6,9 +6,10 @@ retrain through the same DAG, and promote the challenger only if it beats the ch
 
 Without files, every file in `paths.incoming` is one batch. Git and DVC record everything: the
 challenger is built on a branch `retrain/<batch id>` (a commit holding the batch and the retrained
-DAG's dvc.lock); a promotion fast-forwards the starting branch to it, tags it `<tag_prefix><n>` and
-pushes data and models to the DVC remote; a rejection leaves the branch for inspection
-(`dvc metrics diff HEAD retrain/<id>`) and restores the champion's workspace exactly.
+DAG's dvc.lock); a promotion fast-forwards the starting branch to it, registers it with GTO as
+`<retrain.model_name>@vN.0.0` in stage `retrain.stage` and pushes data and models to the DVC remote;
+a rejection leaves the branch for inspection (`dvc metrics diff HEAD retrain/<id>`) and restores the
+champion's workspace exactly. Either way the challenger's lineage record gains its retraining facet.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import versioning
 from flows.pipeline import PARAMS_FILE, configured, run_from_cli
-from tinynlp import retraining
+from tinynlp import lineage, registry, retraining
 from tinynlp.atomic import atomic_write_json
 from tinynlp.config import Params, allowed_roots, load_params
 from tinynlp.drift_check import run_drift, signal_rows
 from tinynlp.errors import RetrainError
 from tinynlp.ingestion import validate_batch
+from tinynlp.lineage import DECISION_FILE
 from tinynlp.model_dir import CARD_FILE
 from tinynlp.modeling import available_cores
 from tinynlp.reporting import markdown_table
@@ -100,31 +102,71 @@ def compare(params: Params, champion_dir: Path, holdout_file: Path) -> retrainin
 
 
 @task(name="record", cache_policy=NO_CACHE)
-def record(params: Params, comparison: retraining.Comparison, batch: str, branch: str, drift_report: dict) -> dict:
-    """Commit the challenger (dvc.lock, reports) on its branch; on promotion fast-forward the
-    champion's branch, tag it and push data and models; otherwise restore the champion exactly."""
+def record(params: Params, comparison: retraining.Comparison, batch: str, branch: str, drift_report: dict,
+           forced: bool = False) -> dict:
+    """Commit the challenger (dvc.lock, reports, its lineage record) on its branch; on promotion
+    fast-forward the champion's branch, register the version with GTO and push data and models;
+    otherwise restore the champion exactly."""
     card = json.loads((Path(params.paths.promoted) / CARD_FILE).read_text(encoding="utf-8"))
+    found = registry.versions(params.retrain.model_name, params.retrain.tag_prefix)
+    parent = registry.holding(found, params.paths.promoted, branch)  # the champion's version, if registered
     decision = {"batch": batch, **comparison.as_dict(), "challenger_variant": card["variant"],
-                "data_version": card["data_version"], "drift": drift_report["verdict"]["reasons"]}
-    if comparison.promote:  # named now so that the committed decision carries it
-        decision["tag"] = versioning.next_tag(params.retrain.tag_prefix)
-    reports = Path(params.paths.reports) / "retrain"
-    atomic_write_json(reports / "decision.json", decision)
+                "data_version": card["data_version"], "drift": drift_report["verdict"]["reasons"],
+                "parent": parent.version if parent else None}
+    if comparison.promote:  # named now so that the committed decision and lineage carry it
+        decision["version"] = registry.next_version(found)
+        decision["tag"] = registry.version_tag(params.retrain.model_name, decision["version"])
+    atomic_write_json(Path(params.paths.reports) / "retrain" / DECISION_FILE, decision)
+    _record_lineage(params, card, decision, parent, versioning.git("rev-parse", branch), forced)
     verb = "promote" if comparison.promote else "reject"
     remote = versioning.commit_challenger(params, f"retrain: {verb} challenger {card['variant']} on batch {batch}\n\n"
                                           + "\n".join(comparison.reasons))
     if comparison.promote:
-        tag = decision["tag"]
-        versioning.promote_challenger(branch, batch, tag, f"{card['variant']}: {comparison.metric} old "
-                                      f"{comparison.challenger['old']}, new {comparison.challenger['new']}; "
-                                      f"data {card['data_version']}; batch {batch}")
-        log.info("promoted %s as %s; pushed to DVC remote %r", card["variant"], tag, remote)
+        tags = versioning.promote_challenger(
+            branch, batch, params, decision["version"],
+            f"{card['variant']}: {comparison.metric} old {comparison.challenger['old']}, new "
+            f"{comparison.challenger['new']}; data {card['data_version']}; batch {batch}")
+        log.info("promoted %s as %s %s (tags %s); pushed to DVC remote %r", card["variant"],
+                 params.retrain.model_name, decision["version"], ", ".join(tags), remote)
     else:
         versioning.restore_champion(params, branch, batch)
         decision["branch"] = versioning.challenger_branch(batch)
         log.warning("kept the champion; the challenger stays on branch %s: %s", decision["branch"],
                     "; ".join(comparison.reasons))
     return decision
+
+
+def _record_lineage(params: Params, card: dict, decision: dict, parent, champion_commit: str, forced: bool) -> None:
+    """The retraining facet (version, parent, the drift report that triggered it, the decision) added
+    to the challenger's lineage record, in the model folder and in its git-tracked copy; dvc.lock
+    records the model folder's new hash."""
+    promoted, reports = Path(params.paths.promoted), Path(params.paths.reports)
+    record = lineage.read_lineage(promoted) or _lineage_from_card(params, card)
+    drift_file = reports / "drift" / "report.json"
+    block = {"version": decision.get("version"), "tag": decision.get("tag"),
+             "outcome": "promoted" if decision["promote"] else "rejected",
+             "parent": {"version": parent.version, "tag": parent.tag, "commit": parent.commit} if parent else None,
+             "champion_commit": champion_commit, "batch": decision["batch"],
+             "drift": {"report": drift_file.as_posix(), "sha256": hashlib.sha256(drift_file.read_bytes()).hexdigest(),
+                       "forced": forced, "reasons": decision["drift"]},
+             "decision": {"file": (reports / "retrain" / DECISION_FILE).as_posix(),
+                          **{key: decision[key] for key in ("metric", "champion", "challenger", "promote", "reasons")}}}
+    record = lineage.with_retraining(record, block)
+    lineage.write_lineage(promoted, record)
+    lineage.write_lineage(reports / "evaluate", record)
+    versioning.record_promoted_edit(params)
+
+
+def _lineage_from_card(params: Params, card: dict) -> dict:
+    """A record for a promoted model that has none (promoted before lineage records existed), from its
+    card and the evaluate stage's scores.json."""
+    scores_file = Path(params.paths.reports) / "evaluate" / "scores.json"
+    scores = json.loads(scores_file.read_text(encoding="utf-8")) if scores_file.is_file() else {}
+    decisions = scores.get("gate", []) if scores.get("promoted") == card["variant"] else []
+    gate = {"chosen": card["variant"], "decisions": decisions, "budget": card.get("gate", {}),
+            "note": "rebuilt by the retraining flow from the model card: the evaluate stage wrote no lineage record"}
+    return lineage.build_lineage(params, variant=card["variant"], scores=card.get("metrics", {}), gate=gate,
+                                 torch_source=card.get("torch_source", ""))
 
 
 def _archive(files: list[Path], target: Path, report: dict) -> None:
@@ -214,7 +256,7 @@ def retrain(files: list[str] | None = None, force: bool = False) -> dict:
                 log.error("retraining failed; branch retrain/%s keeps the batch, %s the champion", batch, branch)
                 raise
             decision = {"outcome": "promoted" if comparison.promote else "rejected",
-                        **record(params, comparison, batch, branch, report)}
+                        **record(params, comparison, batch, branch, report, forced=not drifted)}
             decision["drift"] = report["verdict"]["reasons"] + ([] if drifted else ["(forced)"])
         create_markdown_artifact(key="retrain-decision", markdown=_summary(decision),
                                  description="champion against challenger and the promotion decision")

@@ -1,7 +1,8 @@
 """The git and DVC plumbing of the retraining flow: every data and model version is a commit. A
 batch goes onto a branch `retrain/<batch id>` as a DVC-tracked folder; the retrained DAG's
 dvc.lock and reports follow on that branch; a promotion fast-forwards the champion's branch and
-tags it, a rejection restores the champion's workspace exactly."""
+registers it with GTO (`<name>@vN.0.0`, stage tag `<name>#<stage>#<k>`), a rejection restores the
+champion's workspace exactly."""
 from __future__ import annotations
 
 import logging
@@ -60,11 +61,6 @@ def ensure_remote(params: Params) -> str:
     return name
 
 
-def next_tag(prefix: str) -> str:
-    numbers = [int(t[len(prefix):]) for t in git("tag", "--list", f"{prefix}*").split() if t[len(prefix):].isdigit()]
-    return f"{prefix}{max(numbers, default=0) + 1}"
-
-
 def challenger_branch(batch: str) -> str:
     return f"retrain/{batch}"
 
@@ -89,12 +85,28 @@ def commit_challenger(params: Params, message: str) -> str:
     return remote
 
 
-def promote_challenger(branch: str, batch: str, tag: str, message: str) -> None:
-    """Fast-forward the champion's branch to the challenger, drop the challenger branch, tag."""
+def record_promoted_edit(params: Params) -> None:
+    """After a file inside the promoted model folder changed (its lineage record), record the folder's
+    new hash in dvc.lock and cache it, as `dvc commit -f <stage>` does, so `dvc status` stays clean."""
+    from flows.dvc_sync import commit_stage
+    from tasks.stages import STAGES
+
+    promoted = "${paths.promoted}"
+    commit_stage(next(s.name for s in STAGES if any(o.path == promoted for o in s.outs)))
+
+
+def promote_challenger(branch: str, batch: str, params: Params, version: str, message: str) -> list[str]:
+    """Fast-forward the champion's branch to the challenger, drop the challenger branch, and register
+    the model version with GTO and assign it the stage (two annotated tags); the tags made."""
+    from gto import api as gto
+
     git("switch", "-q", branch)
     git("merge", "-q", "--ff-only", challenger_branch(batch))
     git("branch", "-q", "-d", challenger_branch(batch))
-    git("tag", "-a", tag, "-m", message)
+    name, stage = params.retrain.model_name, params.retrain.stage
+    registered = gto.register(".", name, "HEAD", version=version, message=message)
+    assigned = gto.assign(".", name, stage, version=version, message=f"{stage}: {message}")
+    return [registered.tag, assigned.tag]
 
 
 def restore_champion(params: Params, branch: str, batch: str) -> None:

@@ -50,7 +50,25 @@ PLOTS = (
          "epoch", {_report("distill", "history.json"): ["dev_score"]}),
     Plot("loss_per_epoch", "linear", "Train and dev loss per epoch (finetune)",
          "epoch", {_report("finetune", "history.json"): ["train_loss", "dev_loss"]}),
+    Plot("confusion", "confusion", "Gold against predicted entity type (overlapping spans) or label, shipped model, "
+         "test (evaluate)", "predicted", {_report("evaluate", "confusion.json"): ["actual"]}),
+    Plot("calibration", "linear", "Reliability (accuracy against mean confidence per bin), shipped model, test "
+         "(evaluate)", "confidence", {_report("evaluate", "calibration.json"): ["accuracy"]}),
 )
+# pictures the evaluate stage draws itself, shown as they are
+IMAGES = (_report("evaluate", "confusion.png"), _report("evaluate", "calibration.png"))
+
+# The model registry: the promoted model as a DVC artifact, named in params (retrain.model_name).
+# The retraining flow registers its versions and stages as GTO git tags, so `gto show` lists them
+# and `dvc artifacts get . <name> --rev vN.0.0` (or `--stage prod`) fetches one.
+ARTIFACT = {"name": "${retrain.model_name}", "type": "model", "path": "${paths.promoted}",
+            "desc": "the model the evaluate gate promoted (ONNX graph, tokenizer, pipeline.json, card, lineage.json)"}
+
+
+def _artifact_lines() -> list[str]:
+    return ["", "# The model registry (docs/lineage.md): versions and stages are GTO git tags, `gto show` lists them.",
+            "artifacts:", f"  {ARTIFACT['name']}:", f"    type: {ARTIFACT['type']}", f"    path: {ARTIFACT['path']}",
+            f"    desc: {ARTIFACT['desc']}"]
 
 
 def module_file(module: str, root: Path = ROOT) -> Path | None:
@@ -146,7 +164,8 @@ def render(root: Path = ROOT) -> str:
               "# DVC would draw each file a second time with guessed axes.", "plots:"]
     for plot in PLOTS:
         lines += _plot_lines(plot)
-    return "\n".join(lines) + "\n"
+    lines += [f"  - {image}" for image in IMAGES]
+    return "\n".join(lines + _artifact_lines()) + "\n"
 
 
 def _entries(items) -> list[str]:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinynlp import gate, modeling, progress, quantization
+from tinynlp import error_analysis, error_report, figures, gate, lineage, model_card, modeling, progress, quantization
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
+from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import head_for
 from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
 from tinynlp.reporting import markdown_table, metrics_table
@@ -71,17 +72,18 @@ def score_variant(variant: Variant, spec, encoded: dict, splits: dict, params: P
     """Quality on every split; speed is measured for all variants together (`time_variants`)."""
     head = head_for(spec.task)
     runner = variant.load(threads, False)
-    scores = {}
+    scores, logits = {}, {}
     for split_name, split in splits.items():
-        logits = predict_logits(runner, head.features(encoded[split_name]), params.evaluate.batch_size, pad_id)
-        scores[split_name] = head.score(encoded[split_name], logits, split, spec)
+        logits[split_name] = predict_logits(runner, head.features(encoded[split_name]), params.evaluate.batch_size,
+                                            pad_id)
+        scores[split_name] = head.score(encoded[split_name], logits[split_name], split, spec)
     row = {"name": variant.name, "kind": variant.kind, "test_score": round(scores["test"][head.metric], 4),
            "dev_score": round(scores["dev"][head.metric], 4), "size_mb": variant.size_mb,
            "parameters": variant.parameters, "promotable": variant.kind != "inc"}
     if variant.kind == "inc":
         row["not_promotable_because"] = "an INC-compiled PyTorch program has no ONNX form to serve"
     log.info("evaluate %s: test %s %.4f, %.1f MB", variant.name, head.metric, row["test_score"], variant.size_mb)
-    return {"row": row, "scores": scores}
+    return {"row": row, "scores": scores, "logits": logits}
 
 
 def time_variants(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int,
@@ -125,11 +127,81 @@ def run_evaluate(params: Params) -> dict:
     budget = gate.Budget(cfg.gate.max_drop, cfg.gate.latency_budget_ms, cfg.gate.size_budget_mb, cfg.gate.objective)
     chosen, decisions = gate.choose(rows, REFERENCE, f"{cfg.gate.split}_score", budget)
     reference = results[REFERENCE]["scores"]
+    train = read_split(paths.ingested, "train")
+    analysis, shipped = error_report.summarise(spec, splits, encoded, {n: r["logits"] for n, r in results.items()},
+                                               train, REFERENCE, chosen or REFERENCE, cfg)
+    verdicts = _gate_column(rows, decisions, chosen)
     if chosen:
-        promote(params, variants[chosen], results[chosen]["row"], tokenizer, spec)
+        card = _card_inputs(params, variants[chosen], verdicts, analysis, spec, train, splits)
+        promote(params, variants[chosen], results[chosen]["row"], tokenizer, spec, card,
+                {"chosen": chosen, "decisions": [vars(d) for d in decisions], "budget": vars(budget)})
     else:
         log.warning("evaluate: %s", _kept_note(paths.promoted))
-    return _report(params, head.metric, rows, decisions, chosen, {"task": spec.task, **reference}, threads)
+    _write_error_analysis(params, analysis, shipped)
+    _write_explanations(params, variants[chosen or REFERENCE].source, splits["dev"], spec)
+    return _report(params, head.metric, rows, decisions, verdicts, chosen, {"task": spec.task, **reference}, threads)
+
+
+def _gate_column(rows: list[dict], decisions, chosen: str | None) -> list[dict]:
+    """Every row with the gate's verdict in words."""
+    decided = {d.name: d for d in decisions}
+    return [{**row, "gate": "promoted" if row["name"] == chosen else
+             ("pass" if decided[row["name"]].passed else "; ".join(decided[row["name"]].reasons))} for row in rows]
+
+
+def _card_inputs(params: Params, variant: Variant, rows: list[dict], analysis: dict, spec, train: dict,
+                 splits: dict) -> model_card.CardInputs:
+    state = lineage.code_state(ignore=[params.paths.reports])
+    source_stage = next(n for n, d in variant_dirs(params.paths).items() if Path(d) == Path(variant.source))
+    chain = ["ingest", "pretrain", "finetune", *([source_stage.split("_")[0]] if source_stage != REFERENCE else []),
+             *(["quantize"] if variant.kind != "torch" else [])]
+    recorded = lineage.locked_params()
+    return model_card.CardInputs(
+        variant=variant.name, task=spec.task, labels=spec.labels, rows=rows, analysis=analysis,
+        train_labels=list(train["tags" if spec.task == "ner" else "label"]),
+        sizes={"train": len(train["tags" if spec.task == "ner" else "label"]),
+               **{name: len(split["tags" if spec.task == "ner" else "label"]) for name, split in splits.items()}},
+        data_version=validated_data_version(params.paths.ingested),
+        data_source=params.paths.raw_splits(), procedure=[(stage, recorded.get(stage, {})) for stage in chain],
+        drift=params.drift.model_dump(), code=lineage.describe_code(state), commit=state["commit"])
+
+
+def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None:
+    """JSON for machines, markdown for people, the shipped model's confusion and calibration for
+    `dvc plots` (rows) and as pictures."""
+    reports = Path(params.paths.reports) / "evaluate"
+    atomic_write_json(reports / "error_analysis.json", analysis)
+    atomic_write_text(reports / "error_analysis.md", error_report.markdown(analysis))
+    atomic_write_text(reports / "worst_examples.md", error_report.worst_markdown(analysis))
+    atomic_write_json(reports / "confusion.json", shipped["confusion"])
+    atomic_write_json(reports / "calibration.json", shipped["calibration"]["bins"])
+    what = "entity type, overlapping spans" if analysis["task"] == "ner" else "label"
+    figures.confusion_png(error_analysis.confusion_counts(shipped["confusion"]), reports / "confusion.png",
+                          f"{analysis['shipped']} on test: gold against predicted {what}")
+    figures.reliability_png(shipped["calibration"]["bins"], shipped["calibration"]["ece"], reports / "calibration.png",
+                            f"{analysis['shipped']} on test, per {shipped['calibration']['unit']}")
+
+
+def _write_explanations(params: Params, source: Path, dev: dict, spec) -> None:
+    """Integrated-gradients explanations of the first `evaluate.explain_examples` dev examples (NER:
+    those with a gold entity), from the PyTorch model behind the shipped variant."""
+    from tinynlp.explain import Explainer, as_page, as_terminal
+
+    reports = Path(params.paths.reports) / "evaluate"
+    count = params.evaluate.explain_examples
+    if spec.task == "ner":
+        texts = [" ".join(words) for words, tags in zip(dev["tokens"], dev["tags"])
+                 if any(t != "O" for t in tags)][:count]
+    else:
+        texts = list(dev["text"][:count])
+    explainer = Explainer(source) if texts else None
+    explained = [(text, explainer.explain(text)) for text in texts]
+    body = "\n\n".join(as_terminal(text, explanations) for text, explanations in explained)
+    atomic_write_text(reports / "explanations.md",
+                      f"# Explanations of {len(texts)} dev examples\n\nLayer integrated gradients on the input "
+                      f"embeddings of `{source}`; the five words with the largest attributions, signed; delta is "
+                      "the convergence delta. The same as a page: explanations.html.\n\n```\n" + body + "\n```\n")
+    atomic_write_text(reports / "explanations.html", as_page(explained))
 
 
 def _kept_note(promoted: str) -> str:
@@ -140,8 +212,8 @@ def _kept_note(promoted: str) -> str:
             f"({read_meta(promoted).get('variant', 'unknown variant')})")
 
 
-def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: str | None, reference: dict,
-            threads: int) -> dict:
+def _report(params: Params, metric: str, rows: list[dict], decisions, table_rows: list[dict], chosen: str | None,
+            reference: dict, threads: int) -> dict:
     reports = Path(params.paths.reports) / "evaluate"
     by_name = {row["name"]: row for row in rows}
     head = head_for(reference["task"])
@@ -152,10 +224,6 @@ def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: st
                             for r in rows}}
     if chosen:
         metrics["promoted_speedup"] = round(by_name[REFERENCE]["latency_ms_p50"] / by_name[chosen]["latency_ms_p50"], 2)
-    decided = {d.name: d for d in decisions}
-    table_rows = [{**row, "gate": "promoted" if row["name"] == chosen else
-                   ("pass" if decided[row["name"]].passed else "; ".join(decided[row["name"]].reasons))}
-                  for row in rows]
     variants_table = markdown_table(table_rows, ["name", "kind", "test_score", "dev_score", "latency_ms_p50",
                                                  "latency_ms_p95", "speedup", "throughput_per_s", "size_mb",
                                                  "smaller", "parameters", "gate"])
@@ -168,7 +236,9 @@ def _report(params: Params, metric: str, rows: list[dict], decisions, chosen: st
     atomic_write_json(reports / "metrics.json", metrics)
     text = (f"## Variants ({metric}; batch-1 latency, throughput at batch {params.evaluate.throughput_batch}, "
             f"{threads} threads)\n\n{variants_table}\n\nPromoted: **{chosen or 'none'}**"
-            f"{'' if chosen else ': ' + _kept_note(params.paths.promoted)}\n\n"
+            f"{'' if chosen else ': ' + _kept_note(params.paths.promoted)}. What each variant lost against "
+            f"{REFERENCE}, and where (by entity type, length, seen in train, casing, sentence length): "
+            "[error_analysis.md](error_analysis.md); the worst examples: [worst_examples.md](worst_examples.md).\n\n"
             f"## {REFERENCE} (fp32) in detail\n\n{detail}\n")
     atomic_write_text(reports / "metrics.md", text)
     log.info("evaluate: promoted %s\n%s\n%s", chosen or "nothing", variants_table, detail)

@@ -85,11 +85,17 @@ STAGES: tuple[Stage, ...] = (
           deps=("${paths.ingested}", "${paths.model}", "${paths.pruned}", "${paths.distilled}"),
           outs=(Output("${paths.quantized}"), _report("quantize", "candidates.json"),
                 _report("quantize", "metrics.json", metric=True))),
-    Stage("evaluate", "score, time and size every variant; the gate promotes one",
-          params=("evaluate", "quantize.opset", _BASE),
-          deps=("${paths.ingested}", "${paths.model}", "${paths.pruned}", "${paths.distilled}", "${paths.quantized}"),
+    Stage("evaluate", "score, time and size every variant, analyse their errors; the gate promotes one",
+          params=("evaluate", "quantize.opset", "drift", _BASE),   # drift: the thresholds the card states
+          deps=("${paths.ingested}", "${paths.model}", "${paths.pruned}", "${paths.distilled}", "${paths.quantized}",
+                "${paths.reports}/ingest/validation.json"),         # the lineage record's validation summary
           outs=(Output("${paths.promoted}"), _report("evaluate", "scores.json"), _report("evaluate", "metrics.md"),
                 _report("evaluate", "variants.json", note=_HISTORY),
+                *(_report("evaluate", name) for name in ("error_analysis.json", "error_analysis.md",
+                                                         "worst_examples.md", "explanations.md", "explanations.html",
+                                                         "lineage.json")),
+                *(_report("evaluate", name, note=_HISTORY) for name in ("confusion.json", "calibration.json",
+                                                                        "confusion.png", "calibration.png")),
                 _report("evaluate", "metrics.json", metric=True))),
 )
 STAGE_ORDER: tuple[str, ...] = tuple(stage.name for stage in STAGES)

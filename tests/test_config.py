@@ -155,16 +155,21 @@ def test_credentials_in_the_remote_url_are_refused(url):
 @pytest.mark.parametrize("profile", ["params.yaml", *sorted(str(p.relative_to(ROOT))
                                                            for p in (ROOT / "examples/params").glob("*.yaml"))])
 def test_every_param_dvc_tracks_is_written_in_each_profile(profile):
-    """`dvc repro` refuses a params file missing a key that dvc.yaml lists; a profile copied over
-    params.yaml (README) must therefore spell out every one, defaults included."""
+    """`dvc repro` refuses a params file missing a key that dvc.yaml lists or interpolates (`${x.y}`,
+    in a stage or in `artifacts:`); a profile copied over params.yaml (README) must therefore spell
+    out every one, defaults included."""
+    import re
+
     raw = yaml.safe_load((ROOT / profile).read_text(encoding="utf-8"))
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    stages = yaml.safe_load(text)["stages"]
+    listed = [k for stage in stages.values() for entry in stage.get("params", [])
+              for k in ([entry] if isinstance(entry, str) else [])]
     missing = []
-    for stage in stages.values():
-        for key in (k for entry in stage.get("params", []) for k in ([entry] if isinstance(entry, str) else [])):
-            node = raw
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                missing.append(key)
+    for key in (*listed, *re.findall(r"\$\{([A-Za-z0-9_.]+)\}", text)):
+        node = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            missing.append(key)
     assert not missing, f"{profile} lacks {sorted(set(missing))}"

@@ -11,7 +11,7 @@ import torch
 from cli.main import main as cli
 from tinynlp import modeling
 from tinynlp.errors import ConfigError
-from tinynlp.explain import Explainer, as_html, as_terminal, torch_source
+from tinynlp.explain import Explainer, as_page, as_terminal, torch_source
 from tinynlp.heads import ModelSpec
 from tinynlp.model_dir import read_meta, save_model, write_meta
 
@@ -49,7 +49,7 @@ def test_the_predicted_label_is_explained_and_the_page_is_self_contained(tiny_be
     directory = stage_model(tiny_bert, tmp_path / "finetune", "classification", ["no_place", "place"])
     [explanation] = Explainer(directory, steps=16).explain("I love Madrid in spring .")
     assert explanation.target in ("label: no_place", "label: place") and len(explanation.attributions) == 6
-    page = as_html("I love Madrid in spring .", [explanation])
+    page = as_page([("I love Madrid in spring .", [explanation])])
     assert page.startswith("<!doctype html>") and "Madrid" in page and "convergence delta" in page
     assert "http" not in page.replace("http-equiv", "") and "<script" not in page  # nothing fetched
 
@@ -77,3 +77,8 @@ def test_explain_command_prints_writes_html_and_exits_2_without_a_model(tiny_ber
     assert "person: Alice" in out and page.read_text().count("<section>") == 3
     assert cli(["explain", "Alice", "--model", str(tmp_path / "missing")]) == 2
     assert "not a pipeline model directory" in capsys.readouterr().err
+    assert cli(["explain", "   ", "--model", str(directory)]) == 2
+    assert "nothing to explain" in capsys.readouterr().err
+    assert cli(["explain", "Alice " * 200, "--model", str(directory), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "text too long to explain" in err and "window of" in err

@@ -29,14 +29,14 @@ def task_runs(state) -> list:
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
 
 
-def artifacts_of(state) -> dict[str, list]:
+def artifacts_of(flow_run_id) -> dict[str, list]:
     """The flow run's artifacts (its tasks' included) by key: {key: [(type, data), ...]}."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     by_key: dict[str, list] = {}
     for artifact in found:
         by_key.setdefault(artifact.key, []).append((artifact.type, artifact.data))
@@ -112,6 +112,9 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
     assert "Running stage 'finetune'" in repro.stdout
     metrics, states = run_flow(by_prefect, monkeypatch)
     assert states == states_of()
+    shown = set(artifacts_of(latest_flow_run()[0].id))   # the error analysis in the UI, wide tables split
+    assert {"error-analysis", "worst-examples", "error-analysis-types-f1", "error-analysis-types-counts",
+            "error-analysis-buckets-1", "error-analysis-buckets-2"} <= shown, shown
 
     # Parity: the same stage functions give the same numbers through either entry point.
     assert quality(evaluate_metrics(by_dvc)) == quality(evaluate_metrics(by_prefect)) == quality(metrics)
@@ -158,11 +161,44 @@ def check_compression_outputs(workspace: Path) -> None:
     assert encoder(np.array([[2, 7, 3]]), np.ones((1, 3), dtype=np.int64)).shape == (1, 32)
     out = run([sys.executable, "-m", "cli.main", "predict", "--model", "models/promoted", "--json",
                "Alice lives in Paris ."], workspace).stdout
-    found = {(e["text"], e["type"]) for e in json.loads(out)["entities"]}
+    found = {(e["word"], e["entity_group"]) for e in json.loads(out)["entities"]}
     # a training sentence: the served model finds its entities, and nothing that is not one
     assert found and found <= {("Alice", "person"), ("Paris", "location")}, found
     table = (workspace / "reports/evaluate/metrics.md").read_text()
     assert "Promoted: **" in table and "prune_structured_int8" in table
+
+
+def check_model_deliverables(workspace: Path, task: str) -> None:
+    """What ships with the promoted model: the error analysis of every variant (JSON, markdown, plot
+    data, pictures), explanations of dev examples, a Hugging Face card that reads back, config.json
+    with the label maps, and the lineage record beside the card and in reports."""
+    from huggingface_hub import ModelCard
+
+    metrics, reports, promoted = evaluate_metrics(workspace), workspace / "reports/evaluate", workspace / "models/promoted"
+    analysis = json.loads((reports / "error_analysis.json").read_text())
+    assert analysis["shipped"] == metrics["promoted"] and set(analysis["variants"]) == set(metrics["variants"])
+    shipped = analysis["models"][analysis["shipped"]]["test"]
+    assert ("semeval" in shipped) == (task == "ner") and shipped["calibration"]["bins"]
+    assert 0 < len(analysis["worst"]["test"]) <= 20 and analysis["buckets"]
+    rows = json.loads((reports / "confusion.json").read_text())
+    assert rows and set(rows[0]) == {"actual", "predicted"}
+    for picture in ("confusion.png", "calibration.png"):
+        assert (reports / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## By bucket" in (reports / "error_analysis.md").read_text()
+    assert "error_analysis.md" in (reports / "metrics.md").read_text()   # the gate's decision links to it
+    assert "delta" in (reports / "explanations.md").read_text()
+    assert "http" not in (reports / "explanations.html").read_text()       # self-contained: nothing fetched
+
+    card = ModelCard.load(promoted / "README.md")
+    assert card.data.pipeline_tag == ("token-classification" if task == "ner" else "text-classification")
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
+    assert "## Limitations" in card.text and "dvc repro" in card.text
+    labels = json.loads((promoted / "pipeline.json").read_text())["labels"]
+    config = json.loads((promoted / "config.json").read_text())
+    assert config["id2label"] == {str(i): label for i, label in enumerate(labels)} and config["model_type"]
+    lineage = json.loads((promoted / "lineage.json").read_text())
+    assert lineage == json.loads((reports / "lineage.json").read_text())
+    assert {i["name"] for i in lineage["inputs"]} >= {"data/raw/train.conll" if task == "ner" else "data/raw/train.tsv"}
 
 
 def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert, prefect_backend, monkeypatch):
@@ -174,6 +210,7 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert, prefect_backend,
     quick_params(workspace)  # DAG mechanics, not what the model learns
     run(DVC + ["repro"], workspace)
     check_compression_outputs(workspace)
+    check_model_deliverables(workspace, "ner")
     first = evaluate_metrics(workspace)
     assert first["test_entity_f1"] >= 0.6, first  # 0.8 measured (quick params, 2026-12-03)
     promoted = digests(workspace / "models/promoted")
@@ -228,7 +265,7 @@ def test_bad_data_stops_the_flow_and_keeps_artifacts(tmp_path, tiny_bert, prefec
     assert state.is_failed()
     with pytest.raises(Exception, match=r"data/raw/train.conll line \d+: rule 'label_in_set'"):
         state.result()
-    [(kind, markdown)] = artifacts_of(state)["data-validation"]  # the UI says what broke, and where
+    [(kind, markdown)] = artifacts_of(state.state_details.flow_run_id)["data-validation"]  # the UI says what broke, and where
     assert kind == "markdown" and markdown.startswith("# Data validation failed")
     assert re.search(r"data/raw/train.conll line \d+: rule 'label_in_set'", markdown)
     assert (workspace / "models/finetune/model.safetensors").read_bytes() == model
@@ -289,6 +326,7 @@ def test_text_classification_runs_through_the_same_dag(tmp_path, tiny_bert):
     decision = {d["name"]: d for d in scores["gate"]}["finetune_inc"]
     assert not decision["passed"] and "no ONNX form" in decision["reasons"][0]
     assert metrics["promoted"] not in ("finetune_inc", "none")
+    check_model_deliverables(workspace, "classification")
 
 
 def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, prefect_backend, monkeypatch):

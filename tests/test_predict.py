@@ -104,8 +104,11 @@ def test_cli_prints_json_and_names_bad_lines(tiny_bert, tmp_path, capsys):
     assert cli(["predict", "--model", str(model), "--file", str(texts), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["text"] for line in lines] == ["Alice lives in Paris .", "Bob met Carol ."]
-    assert [[(e["text"], e["type"], e["start"]) for e in line["entities"]] for line in lines] == [
+    assert [[(e["word"], e["entity_group"], e["word_start"]) for e in line["entities"]] for line in lines] == [
         [(w, "person", i) for i, w in enumerate(line["text"].split())] for line in lines]
+    first = lines[0]["entities"][3]   # Hugging Face pipeline field names: character offsets into the text
+    assert (first["start"], first["end"], first["word_end"]) == (15, 20, 4)
+    assert lines[0]["text"][first["start"]:first["end"]] == first["word"] == "Paris"
     texts.write_bytes(b"fine line\n\xff\xfe broken\n")
     assert cli(["predict", "--model", str(model), "--file", str(texts)]) == 3
     assert f"{texts} line 2: rule 'utf-8'" in capsys.readouterr().err
@@ -142,7 +145,7 @@ def test_http_server_predicts_and_refuses_oversized_requests(tiny_bert, tmp_path
     response = client.post("/predict", json={"texts": ["Alice lives in Paris .", "nothing ."]})
     assert response.status_code == 200
     assert [r["text"] for r in response.json()["results"]] == ["Alice lives in Paris .", "nothing ."]
-    assert [[(e["text"], e["type"]) for e in r["entities"]] for r in response.json()["results"]] == [
+    assert [[(e["word"], e["entity_group"]) for e in r["entities"]] for r in response.json()["results"]] == [
         [(w, "location") for w in ("Alice", "lives", "in", "Paris", ".")], [("nothing", "location"), (".", "location")]]
     assert client.post("/predict", json={"texts": []}).status_code == 422
     monkeypatch.setattr(serve_cli, "MAX_TEXTS", 1)
@@ -163,3 +166,18 @@ def test_entities_carry_character_offsets_into_the_raw_text():
     # without the raw text (pre-split words, as the drift check passes them): no offsets
     assert [(e.text, e.char_start) for e in entities_of(words, tags, np.full(len(words), 0.9))] == [
         ("Alice Smith", None), ("New York City", None)]
+
+
+def test_a_corrupt_card_or_lineage_file_never_stops_serving(tiny_bert, tmp_path):
+    """The card and the lineage record are for people and registries: serving reads neither."""
+    from fastapi.testclient import TestClient
+
+    from cli import serve as serve_cli
+
+    model = promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS, favour="B-person")
+    for name in ("card.json", "lineage.json", "README.md"):
+        (model / name).write_bytes(b"\xff{ not json ---")
+    assert [e.text for e in Predictor(model).predict(["Alice ."])[0]] == ["Alice", "."]
+    client = TestClient(serve_cli.build_app(model))
+    assert client.get("/health").status_code == 200
+    assert client.post("/predict", json={"texts": ["Alice ."]}).status_code == 200

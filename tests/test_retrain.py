@@ -1,5 +1,6 @@
 """The retraining flow on a tiny model, on Prefect's real API, in a temporary git + DVC repo:
-drift -> new data version -> retrain -> gate -> promotion with a tag and a push; the "no drift"
+drift -> new data version -> retrain -> gate -> promotion registered with GTO, its lineage record,
+a push, `dvc artifacts get` and `tinynlp lineage`; the "no drift"
 and "challenger not better" paths leave the champion untouched; pull from the remote in a clone;
 the scheduled deployment carries the cron from params."""
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tinynlp.config import IngestConfig, load_params
 
 pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
+VERSION_TAG, STAGE_TAG = "tinynlp-model@v1.0.0", "tinynlp-model#prod#1"   # GTO: registration, stage assignment
 
 # A new domain for the tiny model: unseen words (products and groups), longer sentences
 NEW_DOMAIN = [(f"the {w}phone from {c}corp ships with {w}os and {c}cloud for {n} users today .",
@@ -112,7 +114,7 @@ def test_gate_needs_a_gain_on_new_data_and_no_loss_on_old(tmp_path):
     assert not no_gain.promote and "gain +0.0000" in no_gain.reasons[1]
 
 
-def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path):
+def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path, capsys):
     workspace = champion
     start = git(workspace, "rev-parse", "HEAD")
     champion_model = digest(workspace / "models/promoted")
@@ -126,11 +128,12 @@ def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path)
     assert (workspace / "data/incoming/checked" / decision["batch"] / "drift.json").is_file()
     assert digest(workspace / "models/promoted") == champion_model
 
-    # 2. Drift: a new domain. New data version, retrained DAG, challenger promoted and tagged, pushed.
+    # 2. Drift: a new domain. New data version, retrained DAG, challenger promoted, registered with GTO, pushed.
     write_conll(workspace / "data/incoming/new.conll", NEW_DOMAIN)
     decision = retrain_in(workspace, monkeypatch)
     assert decision["outcome"] == "promoted", decision
-    assert decision["tag"] == "model-v1" and git(workspace, "tag", "--list") == "model-v1"
+    assert decision["version"] == "v1.0.0" and decision["tag"] == VERSION_TAG and decision["parent"] is None
+    assert set(git(workspace, "tag", "--list").split()) == {VERSION_TAG, STAGE_TAG}
     assert decision["challenger"]["new"] > decision["champion"]["new"]
     batch = workspace / "data/batches" / decision["batch"]
     assert (batch / "train.conll").is_file() and (batch / "holdout.conll").is_file()
@@ -141,9 +144,25 @@ def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path)
     ingest = json.loads((workspace / "reports/ingest/metrics.json").read_text())
     assert ingest["batches"] == 1 and ingest["train_sentences"] == len(TRAIN) + len(NEW_DOMAIN) - 5
     recorded = json.loads((workspace / "reports/retrain/decision.json").read_text())
-    assert recorded["promote"] is True and recorded["tag"] == "model-v1"
+    assert recorded["promote"] is True and recorded["tag"] == VERSION_TAG
     promoted_model = digest(workspace / "models/promoted")
     assert promoted_model != champion_model
+
+    # The registry: GTO lists the version in its stage; `dvc artifacts get` fetches exactly that model.
+    shown = json.loads(run(["gto", "show", "--json"], workspace).stdout)
+    assert shown["tinynlp-model"]["version"] == "v1.0.0" and shown["tinynlp-model"]["stage"] == {"prod": "v1.0.0"}
+    run(DVC + ["artifacts", "get", ".", "tinynlp-model", "--rev", "v1.0.0", "-o", str(tmp_path / "fetched")], workspace)
+    assert digest(tmp_path / "fetched") == promoted_model
+    # Its lineage record has the retraining facet, in the model folder and the committed copy alike.
+    record = json.loads((workspace / "models/promoted/lineage.json").read_text())
+    assert json.loads(git(workspace, "show", f"{VERSION_TAG}:reports/evaluate/lineage.json")) == record
+    retrained = record["run"]["facets"]["tinynlp_retraining"]
+    assert retrained["version"] == "v1.0.0" and retrained["outcome"] == "promoted" and retrained["parent"] is None
+    promoted_batch = decision["batch"]
+    assert retrained["batch"] == promoted_batch and retrained["drift"]["report"] == "reports/drift/report.json"
+    assert retrained["decision"]["promote"] is True and retrained["decision"]["reasons"] == decision["reasons"]
+    assert record["run"]["facets"]["tinynlp_code"]["description"].endswith(", clean")
+    assert {i["name"] for i in record["inputs"]} >= {"data/raw/train.conll", "data/batches"}
 
     # The remote holds it: a fresh clone pulls the exact promoted model.
     clone = tmp_path / "clone"
@@ -164,11 +183,26 @@ def test_retraining_flow_paths(champion, prefect_backend, monkeypatch, tmp_path)
     write_conll(workspace / "data/incoming/more.conll", [(t.replace("the ", "a "), tags) for t, tags in NEW_DOMAIN])
     decision = retrain_in(workspace, monkeypatch, force=True)
     assert decision["outcome"] == "rejected" and "needed > 1.0" in decision["reasons"][1]
-    assert git(workspace, "rev-parse", "HEAD") == head and git(workspace, "tag", "--list") == "model-v1"
+    assert git(workspace, "rev-parse", "HEAD") == head
+    assert set(git(workspace, "tag", "--list").split()) == {VERSION_TAG, STAGE_TAG}
     assert decision["branch"] in git(workspace, "branch", "--list", "retrain/*")
+    rejected = json.loads(git(workspace, "show", f"{decision['branch']}:reports/evaluate/lineage.json"))
+    retrained = rejected["run"]["facets"]["tinynlp_retraining"]
+    assert retrained["outcome"] == "rejected" and retrained["version"] is None
+    assert retrained["parent"]["version"] == "v1.0.0", "the champion it was measured against"
     assert not (workspace / "data/batches" / decision["batch"]).exists()
     assert digest(workspace / "models/promoted") == promoted_model
     assert dvc_clean(workspace)
+
+    # `tinynlp lineage`: the chain from git alone.
+    from cli.main import main
+
+    capsys.readouterr()  # what the flow runs printed
+    assert main(["lineage", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["version"] == "v1.0.0" and entry["stages"] == ["prod"] and entry["parent"] is None
+    assert entry["commit"] == git(workspace, "rev-parse", VERSION_TAG + "^{commit}")
+    assert any(w.startswith(f"retrained on batch {promoted_batch} (drift: ") for w in entry["why"]), entry["why"]
 
 
 def test_a_dirty_workspace_is_refused(champion, prefect_backend, monkeypatch):

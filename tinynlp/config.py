@@ -318,6 +318,20 @@ class GateConfig(_Section):
     split: Literal["dev", "test"] = Field("dev", description="split the quality budget is judged on")
 
 
+class CardConfig(_Section):
+    """What the promoted model's card (models/promoted/README.md, Hugging Face format) says beyond the
+    run's own figures; empty texts get a default written from the task."""
+
+    language: tuple[str, ...] = Field(("en",), description="languages of the training data (ISO 639-1)")
+    license: str = Field("apache-2.0", description="the model's licence (a Hugging Face licence id)")
+    base_model: str = Field("", description="Hugging Face id of the base checkpoint; empty: pretrain.checkpoint "
+                                            "when it is a hub name")
+    datasets: tuple[str, ...] = Field((), description="Hugging Face dataset ids of the training data, if any")
+    data_license: str = Field("", description="licence of the training data, in words or as an id")
+    intended_use: str = Field("", description="what the model is for; empty: a default from the task")
+    out_of_scope_use: str = Field("", description="what it must not be used for; empty: a default from the task")
+
+
 class EvaluateConfig(_Section):
     batch_size: int = Field(64, ge=1, description="texts per call when scoring dev and test")
     latency_samples: int = Field(200, ge=10, description="batch-1 calls timed per variant (test sentences)")
@@ -326,6 +340,12 @@ class EvaluateConfig(_Section):
     threads: int = Field(0, ge=0, description="intra-op threads for every variant; 0: all cores")
     timing_rounds: int = Field(10, ge=1, description="variants take turns on this many chunks of the timed calls")
     gate: GateConfig = Field(GateConfig(), description="promotion rules")
+    worst_examples: int = Field(20, ge=0, description="examples with the largest loss listed per split "
+                                                      "(reports/evaluate/worst_examples.md)")
+    calibration_bins: int = Field(10, ge=2, le=100, description="equal-width confidence bins of the calibration")
+    explain_examples: int = Field(5, ge=0, description="dev examples explained in the report "
+                                                       "(reports/evaluate/explanations.md); 0: none")
+    card: CardConfig = Field(CardConfig(), description="the promoted model's card")
 
 
 DRIFT_SIGNALS = ("embedding", "length", "vocabulary", "labels", "predictions")
@@ -359,7 +379,15 @@ class RetrainConfig(_Section):
     timezone: str = Field("UTC", description="time zone of the schedule")
     remote: str = Field("local", description="DVC remote pushed to after a promotion")
     remote_url: str = Field("storage/dvc-remote", description="used to create `remote` when the repo has none")
-    tag_prefix: str = Field("model-v", description="git tag of each promoted model: <prefix><n>")
+    # names GTO accepts in its tags (gto.constants.name, without "/"): a bad one fails here, not at promotion
+    model_name: str = Field("tinynlp-model", pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$",
+                            description="the promoted model's registry name: dvc.yaml's `artifacts:` entry and "
+                                        "its GTO version tags `<name>@vN.0.0`")
+    stage: str = Field("prod", pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?$",
+                       description="GTO stage assigned to each promoted version (tag `<name>#<stage>#<k>`)")
+    tag_prefix: str = Field("model-v", description="legacy plain tags `<prefix><n>` of models promoted before GTO "
+                                                   "versions: `tinynlp lineage` reads them, new versions continue "
+                                                   "their numbering")
 
     @model_validator(mode="after")
     def _cron_has_five_fields(self) -> "RetrainConfig":

@@ -95,6 +95,10 @@ class Explainer:
         if not words:
             raise ConfigError("nothing to explain: the text has no words")
         encoded, word_ids, first = self._encode(words)
+        if len(first) < len(words):  # one window only: integrated gradients need the whole text in one pass
+            raise ConfigError(f"text too long to explain: its first {len(first)} of {len(words)} words fill the "
+                              f"model's window of {self.spec.max_length} subword tokens; explain a shorter text "
+                              "(a sentence or a paragraph)")
         with self.torch.no_grad():
             logits = self.model(**encoded).logits[0].numpy()
         probabilities = softmax(logits)
@@ -103,7 +107,7 @@ class Explainer:
             attributions, delta = self._attribute(encoded, self._target((), (best,)), word_ids, len(words))
             return [Explanation(f"label: {self.spec.labels[best]}", round(float(probabilities[best]), 4), words,
                                 attributions, delta, label_ids=(best,))]
-        seen = [w for w in range(len(words)) if w in first]  # words past max_length are not seen
+        seen = [w for w in range(len(words)) if w in first]  # a word the tokenizer drops has no subtoken
         tags = [self.spec.labels[int(np.argmax(probabilities[first[w]]))] if w in first else "O"
                 for w in range(len(words))]
         word_scores = np.array([probabilities[first[w]].max() if w in first else 1.0 for w in range(len(words))])
@@ -159,9 +163,7 @@ def _colour(value: float) -> str:
     return f"rgba(22,163,74,{alpha:.2f})" if value >= 0 else f"rgba(220,38,38,{alpha:.2f})"
 
 
-def as_html(text: str, explanations: list[Explanation]) -> str:
-    """One self-contained page (inline CSS, no scripts, nothing fetched): each explanation's words
-    shaded by attribution, the attribution on hover, the entity's own words underlined."""
+def _sections(explanations: list[Explanation]) -> str:
     sections = []
     for e in explanations:
         words = []
@@ -171,11 +173,19 @@ def as_html(text: str, explanations: list[Explanation]) -> str:
                          f'title="{value:+.4f}">{html.escape(word)}</span>')
         sections.append(f"<section><h2>{html.escape(e.target)}</h2><p class=meta>probability {e.score:.4f}; "
                         f"convergence delta {e.delta:.4f}</p><p class=text>{' '.join(words)}</p></section>")
-    body = "".join(sections) or "<p>No entities predicted: nothing to explain.</p>"
+    return "".join(sections) or "<p>No entities predicted: nothing to explain.</p>"
+
+
+def as_page(explained: list[tuple[str, list[Explanation]]]) -> str:
+    """One self-contained page (inline CSS, no scripts, nothing fetched) for any number of texts:
+    each explanation's words shaded by attribution, the attribution on hover, the entity's own words
+    underlined."""
+    body = "".join(f"<article><p class=source>{html.escape(text)}</p>{_sections(explanations)}</article>"
+                   for text, explanations in explained)
     return ("<!doctype html><html><head><meta charset=utf-8><title>tinynlp explain</title><style>"
             "body{font:16px/1.6 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
             ".w{padding:0 .15em;border-radius:.2em}.own{text-decoration:underline}.meta{color:#555}"
-            "h2{font-size:1.1em;margin-bottom:0}</style></head><body>"
-            f"<h1>Attributions</h1><p>{html.escape(text)}</p><p class=meta>Layer integrated gradients on the input "
+            "h2{font-size:1.1em;margin-bottom:0}.source{font-weight:600}article{border-top:1px solid #ddd}"
+            "</style></head><body><h1>Attributions</h1><p class=meta>Layer integrated gradients on the input "
             "embeddings; green raises the prediction's probability, red lowers it.</p>"
             f"{body}</body></html>\n")

@@ -1,44 +1,16 @@
 """Writing the promoted model (part of the `evaluate` stage): one well-known directory holding the
-ONNX graph, tokenizer, pipeline.json (task, labels, input settings) and a model card with the
-variant's metrics and the versions of the data and code it came from."""
+ONNX graph, tokenizer, config.json and pipeline.json (task, labels, input settings), the model
+card (Hugging Face format) and the lineage record of the data and code it came from."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from tinynlp import quantization
+from tinynlp import lineage, model_card, quantization
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
-from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import ModelSpec
 from tinynlp.model_dir import CARD_FILE, ENCODER_FILE, MODEL_FILE, load_model, write_meta
-
-
-def code_version() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def _card(card: dict) -> str:
-    metrics = card["metrics"]
-    lines = [f"# Model card: {card['variant']}", "",
-             f"- task: {card['task']}; labels: {', '.join(card['labels'])}",
-             f"- variant: `{card['variant']}` ({card['kind']}), promoted by the evaluate gate "
-             f"(objective: {card['gate']['objective']}, max drop {card['gate']['max_drop']} on {card['gate']['split']})",
-             f"- test score {metrics['test_score']}, dev score {metrics['dev_score']}",
-             f"- batch-1 latency p50 {metrics['latency_ms_p50']} ms, p95 {metrics['latency_ms_p95']} ms; "
-             f"throughput {metrics['throughput_per_s']}/s; {metrics['size_mb']} MB; {metrics['parameters']} parameters",
-             f"- made from the PyTorch model in `{card['torch_source']}` (`tinynlp explain` uses it)",
-             f"- base checkpoint: {card['base_checkpoint']}; data version {card['data_version']}; "
-             f"code version {card['code_version']}",
-             "", "Serve it with `tinynlp predict --model <this directory> \"some text\"`."]
-    return "\n".join(lines) + "\n"
 
 
 def write_encoder(model, directory: Path, opset: int) -> None:
@@ -49,7 +21,21 @@ def write_encoder(model, directory: Path, opset: int) -> None:
     fp32.unlink()
 
 
-def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> None:
+def write_config(model, spec: ModelSpec, directory: Path) -> None:
+    """`config.json` beside the ONNX graph, so Hugging Face tools (Optimum's ORT model classes and
+    `transformers.pipeline`) recognise the directory: architecture and the label maps. A structurally
+    pruned encoder's own shapes are in pipeline.json; the served graph carries them itself."""
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.id2label = dict(enumerate(spec.labels))
+    config.label2id = {label: i for i, label in enumerate(spec.labels)}
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(directory)
+
+
+def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec, card: model_card.CardInputs,
+            decision: dict) -> None:
+    """The served graph, its encoder, tokenizer, config.json and pipeline.json, the card (README.md
+    for people and the Hugging Face tools, card.json for machines) and the lineage record."""
     with atomic_dir(params.paths.promoted) as staging:
         source, _ = load_model(variant.source)
         if variant.kind == "onnx":
@@ -58,12 +44,18 @@ def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec) -> N
             quantization.export_onnx(source, staging / MODEL_FILE, params.quantize.opset)
         write_encoder(source, staging, params.quantize.opset)
         tokenizer.save_pretrained(staging)
+        write_config(source, spec, staging)
         base = params.pretrain.checkpoint
         # the PyTorch model the served graph was made from: gradients (`tinynlp explain`) need it
         write_meta(staging, spec, base, variant=variant.name, torch_source=str(variant.source))
-        card = {"variant": variant.name, "kind": variant.kind, "torch_source": str(variant.source),
-                "task": spec.task, "labels": spec.labels,
-                "metrics": row, "gate": params.evaluate.gate.model_dump(), "base_checkpoint": base,
-                "data_version": validated_data_version(params.paths.ingested), "code_version": code_version()}
-        atomic_write_json(staging / CARD_FILE, card)
-        (staging / "README.md").write_text(_card(card), encoding="utf-8")
+        summary = {"variant": variant.name, "kind": variant.kind, "torch_source": str(variant.source),
+                   "task": spec.task, "labels": spec.labels, "metrics": row, "gate": params.evaluate.gate.model_dump(),
+                   "base_checkpoint": base, "data_version": card.data_version, "code_version": card.code,
+                   "commit": card.commit, "limitations": card.analysis["limitations"]}
+        atomic_write_json(staging / CARD_FILE, summary)
+        model_card.build(card, params.evaluate.card, base).save(staging / "README.md")
+        record = lineage.build_lineage(params, variant=variant.name, scores=row, gate=decision,
+                                       torch_source=str(variant.source))
+        lineage.write_lineage(staging, record)
+    # the git-tracked copy: every version's lineage readable with `git show REV:...`, without DVC
+    lineage.write_lineage(Path(params.paths.reports) / "evaluate", record)

@@ -1,0 +1,149 @@
+"""The promoted model's card in the Hugging Face format (`README.md` with YAML front matter that
+`huggingface_hub` reads, a `model-index` of the promoted variant's dev and test results), its
+sections filled from the run: intended use, training data, the stages and params that made the
+variant, every variant's evaluation, limitations from the error analysis, drift monitoring, and
+how to reproduce it."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinynlp.reporting import markdown_table
+
+KINDS = {"torch": "PyTorch", "onnx": "ONNX Runtime", "inc": "Intel Neural Compressor"}
+PIPELINE_TAGS = {"ner": "token-classification", "classification": "text-classification"}
+METRIC_NAMES = {"ner": ("f1", "entity F1 (seqeval, exact span and type)"), "classification": ("accuracy", "accuracy")}
+DEFAULT_USE = {
+    "ner": ("Tagging the entity types below in text like the training data, where a small CPU model "
+            "must answer in milliseconds.",
+            "Decisions about individuals; text unlike the training data (another domain, register or "
+            "language) without evaluating it there first."),
+    "classification": ("Labelling text like the training data with the classes below, where a small CPU model "
+                       "must answer in milliseconds.",
+                       "Decisions about individuals; text unlike the training data (another domain, register "
+                       "or language) without evaluating it there first."),
+}
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """What the evaluate stage knows when it promotes: the chosen row, every row with the gate's
+    verdict, the error analysis, the training data and the run's recorded params."""
+
+    variant: str
+    task: str
+    labels: list[str]
+    rows: list[dict]               # every variant's row, with a `gate` column
+    analysis: dict                 # error_report summary (shipped model, buckets, limitations)
+    train_labels: list             # per training example: its tags (NER) or label
+    sizes: dict                    # split -> examples
+    data_version: str
+    data_source: dict              # split -> raw path
+    procedure: list[tuple[str, dict]]   # (stage, its params as dvc.lock recorded them), in DAG order
+    drift: dict                    # params.drift
+    code: str                      # the code version in words
+    commit: str | None
+
+
+def label_distribution(task: str, train_labels: list) -> dict[str, int]:
+    if task == "ner":
+        return dict(Counter(tag[2:] for tags in train_labels for tag in tags if tag.startswith("B-")).most_common())
+    return dict(Counter(train_labels).most_common())
+
+
+def base_model(card_cfg, checkpoint: str) -> str | None:
+    """The card's base model: the configured id, else the checkpoint when it names a hub model."""
+    if card_cfg.base_model:
+        return card_cfg.base_model
+    if checkpoint.startswith("package:") or Path(checkpoint).exists():
+        return None
+    return checkpoint
+
+
+def build(inputs: CardInputs, card_cfg, checkpoint: str):
+    """The ModelCard object; `str(card)` is the README text."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    metric, metric_name = METRIC_NAMES[inputs.task]
+    row = next(r for r in inputs.rows if r["name"] == inputs.variant)
+    dataset = card_cfg.datasets[0] if card_cfg.datasets else "custom"
+    results = [EvalResult(task_type=PIPELINE_TAGS[inputs.task], dataset_type=dataset, dataset_name=dataset,
+                          dataset_split=split, metric_type=metric, metric_name=metric_name,
+                          metric_value=row[f"{key}_score"])
+               for split, key in (("validation", "dev"), ("test", "test"))]
+    data = ModelCardData(language=list(card_cfg.language), license=card_cfg.license,
+                         base_model=base_model(card_cfg, checkpoint), datasets=list(card_cfg.datasets) or None,
+                         metrics=[metric], pipeline_tag=PIPELINE_TAGS[inputs.task], library_name="transformers",
+                         tags=["onnx", "tinynlp", row["kind"]], model_name=f"tinynlp-{inputs.task}-{inputs.variant}",
+                         eval_results=results)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(inputs, card_cfg, row)}")
+
+
+def _body(inputs: CardInputs, card_cfg, row: dict) -> str:
+    intended, out_of_scope = DEFAULT_USE[inputs.task]
+    sections = [
+        f"# tinynlp {inputs.task} model: `{inputs.variant}`\n",
+        f"Promoted by the evaluate stage's gate: a {KINDS.get(row['kind'], row['kind'])} model, test score {row['test_score']}, dev score "
+        f"{row['dev_score']}, batch-1 latency p50 {row['latency_ms_p50']} ms ({row['speedup']}x the fp32 PyTorch "
+        f"model), {row['size_mb']} MB. Labels: {', '.join(inputs.labels)}.\n",
+        "## Intended use\n", (card_cfg.intended_use or intended) + "\n",
+        "## Out-of-scope use\n", (card_cfg.out_of_scope_use or out_of_scope) + "\n",
+        _training_data(inputs, card_cfg), _procedure(inputs), _evaluation(inputs),
+        "## Limitations\n", "\n".join(f"- {line}" for line in inputs.analysis["limitations"])
+        or "- The error analysis found no type or bucket far below the rest.", "",
+        _monitoring(inputs.drift), _reproduce(inputs),
+    ]
+    return "\n".join(sections) + "\n"
+
+
+def _training_data(inputs: CardInputs, card_cfg) -> str:
+    sizes = ", ".join(f"{split} {count}" for split, count in inputs.sizes.items())
+    sources = ", ".join(f"{split} `{path}`" for split, path in inputs.data_source.items())
+    distribution = label_distribution(inputs.task, inputs.train_labels)
+    rows = [{"label": label, "train examples" if inputs.task == "classification" else "train entities": count}
+            for label, count in distribution.items()]
+    return (f"## Training data\n\nSource: {sources}; validated data version `{inputs.data_version}`; licence: "
+            f"{card_cfg.data_license or 'not stated in params (evaluate.card.data_license)'}. Examples: {sizes}.\n\n"
+            f"{markdown_table(rows, list(rows[0])) if rows else ''}\n")
+
+
+def _procedure(inputs: CardInputs) -> str:
+    parts = ["## Training and compression procedure\n",
+             f"The stages that made `{inputs.variant}`, each with the params `dvc.lock` recorded for it:\n"]
+    for stage, values in inputs.procedure:
+        shown = "; ".join(f"{key} = {value}" for key, value in values.items()) or "(no params)"
+        parts.append(f"- **{stage}**: {shown}")
+    return "\n".join(parts) + "\n"
+
+
+def _evaluation(inputs: CardInputs) -> str:
+    columns = ["name", "kind", "test_score", "dev_score", "latency_ms_p50", "speedup", "size_mb", "gate"]
+    analysis = inputs.analysis
+    parts = ["## Evaluation\n", "Every variant of the run, on the same dev and test splits (the gate's verdict in "
+             "the last column):\n", markdown_table(inputs.rows, columns), ""]
+    shipped = analysis["models"][analysis["shipped"]]["test"]
+    if inputs.task == "ner":
+        rows = [{"type": kind, **{k: s["strict"][k] for k in ("precision", "recall", "f1", "possible")}}
+                for kind, s in sorted(shipped["semeval"]["per_type"].items())]
+        parts += ["Per entity type (test, strict scheme):\n", markdown_table(rows, list(rows[0])), ""]
+    bucket_rows = [{k: r[k] for k in ("bucket", "gold", analysis["reference"])} | (
+        {analysis["shipped"]: r[analysis["shipped"]]} if analysis["shipped"] in r else {}) for r in analysis["buckets"]]
+    if bucket_rows:
+        parts += [f"By bucket (test {analysis['metric']} of the fp32 model; the promoted variant's change in "
+                  "points):\n", markdown_table(bucket_rows, list(bucket_rows[0])), ""]
+    parts.append("The full error analysis is `reports/evaluate/error_analysis.md` in the repository.")
+    return "\n".join(parts) + "\n"
+
+
+def _monitoring(drift: dict) -> str:
+    return ("## Monitoring\n\nNew data is tested for drift against this model's training data (`tinynlp drift`, "
+            f"the retraining flow): signals deciding the verdict: {', '.join(drift['decide_on'])}; significance "
+            f"level {drift['alpha']}; vocabulary signal flags an out-of-vocabulary rise above "
+            f"{drift['max_oov_increase']}; {drift['permutations']} permutations per test.\n")
+
+
+def _reproduce(inputs: CardInputs) -> str:
+    rev = inputs.commit[:12] if inputs.commit else "<commit>"
+    return (f"## Lineage and reproduction\n\nCode: {inputs.code}. Lineage record: `lineage.json` beside this card.\n\n"
+            f"```bash\ngit checkout {rev} && dvc pull && dvc repro\n```\n")
