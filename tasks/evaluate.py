@@ -13,6 +13,7 @@ from typing import Callable
 from tinynlp import error_analysis, error_report, figures, gate, lineage, model_card, modeling, progress, quantization
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
+from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import head_for
 from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
@@ -183,22 +184,27 @@ def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None
 
 
 def _write_explanations(params: Params, source: Path, dev: dict, spec) -> None:
-    """Integrated-gradients explanations of the first `evaluate.explain_examples` dev examples (NER:
-    those with a gold entity), from the PyTorch model behind the shipped variant."""
+    """Integrated-gradients explanations of the first `evaluate.explain_examples` dev examples that fit
+    one window (NER: those with a gold entity), from the PyTorch model behind the shipped variant."""
     from tinynlp.explain import Explainer, as_page, as_terminal
 
     reports = Path(params.paths.reports) / "evaluate"
     count = params.evaluate.explain_examples
     if spec.task == "ner":
-        texts = [" ".join(words) for words, tags in zip(dev["tokens"], dev["tags"])
-                 if any(t != "O" for t in tags)][:count]
+        candidates = [" ".join(words) for words, tags in zip(dev["tokens"], dev["tags"]) if any(t != "O" for t in tags)]
     else:
-        texts = list(dev["text"][:count])
-    explainer = Explainer(source) if texts else None
-    explained = [(text, explainer.explain(text)) for text in texts]
+        candidates = list(dev["text"])
+    explainer, explained = (Explainer(source) if count else None), []
+    for text in candidates:
+        if len(explained) == count:
+            break
+        try:
+            explained.append((text, explainer.explain(text)))
+        except ConfigError:  # longer than one window: integrated gradients need the whole text at once
+            continue
     body = "\n\n".join(as_terminal(text, explanations) for text, explanations in explained)
     atomic_write_text(reports / "explanations.md",
-                      f"# Explanations of {len(texts)} dev examples\n\nLayer integrated gradients on the input "
+                      f"# Explanations of {len(explained)} dev examples\n\nLayer integrated gradients on the input "
                       f"embeddings of `{source}`; the five words with the largest attributions, signed; delta is "
                       "the convergence delta. The same as a page: explanations.html.\n\n```\n" + body + "\n```\n")
     atomic_write_text(reports / "explanations.html", as_page(explained))

@@ -113,7 +113,9 @@ def test_model_card_reads_back_with_huggingface_hub(tmp_path):
         variant="finetune_int8", task="ner", labels=["O", "B-person", "I-person"], rows=rows, analysis=analysis,
         train_labels=GOLD, sizes={"train": 3, "dev": 3, "test": 3}, data_version="abc123",
         data_source={"train": "data/x/train.conll"},
-        procedure=[("finetune", {"finetune.epochs": 3}), ("quantize", {"quantize.methods": ["ort_dynamic"]})],
+        procedure=[("pretrain", {"pretrain": {"enabled": False, "epochs": 1}}),
+                   ("finetune", {"finetune": {"epochs": 3, "lora": {"r": 8}}, "pretrain.checkpoint": "x"}),
+                   ("quantize", {"quantize": {"methods": ["ort_dynamic"]}, "evaluate.batch_size": 64})],
         drift=DriftConfig().model_dump(), code="commit 0123456789ab, clean", commit="0123456789abcdef")
     card_cfg = CardConfig(datasets=("wnut_17",), base_model="sentence-transformers/all-MiniLM-L6-v2",
                           intended_use="Tagging tweets.")
@@ -125,6 +127,7 @@ def test_model_card_reads_back_with_huggingface_hub(tmp_path):
     results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert results == {("validation", "f1"): 0.55, ("test", "f1"): 0.42}
     for expected in ("## Intended use\n\nTagging tweets.", "Entity type `product` is found poorly",
-                     "**quantize**: quantize.methods = ['ort_dynamic']", "git checkout 0123456789ab && dvc pull",
+                     "**quantize**: quantize.methods = ['ort_dynamic']\n", "**pretrain**: pretrain = off",
+                     "**finetune**: finetune.epochs = 3; finetune.lora.r = 8\n", "git checkout 0123456789ab && dvc pull",
                      "| person ", "train entities"):
         assert expected in card.text, expected

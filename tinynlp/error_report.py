@@ -147,6 +147,11 @@ def _confusion_rows(counts: dict[str, dict[str, int]]) -> tuple[list[dict], list
         ["actual", *columns]
 
 
+def signed_points(points) -> str:
+    """A change in points as people write it: +1.2, -0.4, 0.0 (blank where a variant has no such bucket)."""
+    return "" if points == "" else f"{points:+.1f}" if points else "0.0"
+
+
 def markdown(summary: dict, split_width: int = 6) -> str:
     """The report a person reads: the shipped model's failures, then every variant's by bucket."""
     from tinynlp.reporting import markdown_table
@@ -170,13 +175,15 @@ def markdown(summary: dict, split_width: int = 6) -> str:
     parts += [f"## Calibration (per {calibration['unit']})\n",
               f"Expected calibration error {calibration['ece']:.4f}.\n",
               markdown_table(calibration["bins"], ["bin", "confidence", "accuracy", "count"]), ""]
-    table = summary["buckets"]
+    table = [{k: signed_points(v) if k not in ("bucket", "gold", reference) else v for k, v in row.items()}
+             for row in summary["buckets"] if row["gold"]]   # buckets only predictions fall in have no recall
     others = [c for c in table[0] if c not in ("bucket", "gold", reference)] if table else []
     parts += [f"## By bucket: {reference} ({summary['metric']}) and each variant's change in points\n"]
     for start in range(0, max(len(others), 1), split_width):  # wide tables split: readers and the UI cut them
         parts += [markdown_table(table, ["bucket", "gold", reference, *others[start:start + split_width]]), ""]
     if summary["compression_costs"]:
-        rows = [{"variant": name, **cost} for name, cost in summary["compression_costs"].items()]
+        rows = [{"variant": name, **cost, "points": signed_points(cost["points"])}
+                for name, cost in summary["compression_costs"].items()]
         parts += ["## Where compression cost most\n",
                   f"Per variant, the bucket (at least {MIN_SUPPORT} gold) with the largest loss against {reference}.\n",
                   markdown_table(rows, ["variant", "bucket", "points", "gold"]), ""]

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinynlp.error_report import signed_points
 from tinynlp.reporting import markdown_table
 
 KINDS = {"torch": "PyTorch", "onnx": "ONNX Runtime", "inc": "Intel Neural Compressor"}
@@ -84,7 +85,7 @@ def _body(inputs: CardInputs, card_cfg, row: dict) -> str:
     intended, out_of_scope = DEFAULT_USE[inputs.task]
     sections = [
         f"# tinynlp {inputs.task} model: `{inputs.variant}`\n",
-        f"Promoted by the evaluate stage's gate: a {KINDS.get(row['kind'], row['kind'])} model, test score {row['test_score']}, dev score "
+        f"Promoted by the evaluate stage's gate ({KINDS.get(row['kind'], row['kind'])}): test score {row['test_score']}, dev score "
         f"{row['dev_score']}, batch-1 latency p50 {row['latency_ms_p50']} ms ({row['speedup']}x the fp32 PyTorch "
         f"model), {row['size_mb']} MB. Labels: {', '.join(inputs.labels)}.\n",
         "## Intended use\n", (card_cfg.intended_use or intended) + "\n",
@@ -112,9 +113,23 @@ def _procedure(inputs: CardInputs) -> str:
     parts = ["## Training and compression procedure\n",
              f"The stages that made `{inputs.variant}`, each with the params `dvc.lock` recorded for it:\n"]
     for stage, values in inputs.procedure:
-        shown = "; ".join(f"{key} = {value}" for key, value in values.items()) or "(no params)"
-        parts.append(f"- **{stage}**: {shown}")
+        own = values.get(stage)
+        shown = "; ".join(f"{key} = {value}" for key, value in _flat(own, stage)) if isinstance(own, dict) else ""
+        parts.append(f"- **{stage}**: {shown or '(no params of its own)'}")
     return "\n".join(parts) + "\n"
+
+
+def _flat(section: dict, prefix: str) -> list[tuple[str, object]]:
+    """A params section as dotted keys; a switched-off part (`enabled: false`) as one `off`."""
+    if section.get("enabled") is False:
+        return [(prefix, "off")]
+    items = []
+    for key, value in section.items():
+        if isinstance(value, dict):
+            items += _flat(value, f"{prefix}.{key}")
+        elif key != "enabled":
+            items.append((f"{prefix}.{key}", value))
+    return items
 
 
 def _evaluation(inputs: CardInputs) -> str:
@@ -128,7 +143,8 @@ def _evaluation(inputs: CardInputs) -> str:
                 for kind, s in sorted(shipped["semeval"]["per_type"].items())]
         parts += ["Per entity type (test, strict scheme):\n", markdown_table(rows, list(rows[0])), ""]
     bucket_rows = [{k: r[k] for k in ("bucket", "gold", analysis["reference"])} | (
-        {analysis["shipped"]: r[analysis["shipped"]]} if analysis["shipped"] in r else {}) for r in analysis["buckets"]]
+        {analysis["shipped"]: signed_points(r[analysis["shipped"]])} if analysis["shipped"] in r else {})
+        for r in analysis["buckets"] if r["gold"]]
     if bucket_rows:
         parts += [f"By bucket (test {analysis['metric']} of the fp32 model; the promoted variant's change in "
                   "points):\n", markdown_table(bucket_rows, list(bucket_rows[0])), ""]

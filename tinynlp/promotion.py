@@ -3,6 +3,7 @@ ONNX graph, tokenizer, config.json and pipeline.json (task, labels, input settin
 card (Hugging Face format) and the lineage record of the data and code it came from."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,17 @@ def write_encoder(model, directory: Path, opset: int) -> None:
     fp32 = quantization.export_encoder_onnx(model, directory / "encoder-fp32.onnx", opset)
     quantization.quantize_dynamic_onnx(fp32, directory / ENCODER_FILE, per_channel=True)
     fp32.unlink()
+
+
+def write_tokenizer(tokenizer, directory: Path) -> None:
+    """The tokenizer, loadable by transformers 4.x too (Optimum pins it): transformers 5 names a
+    tokenizer without a class of its own `TokenizersBackend`, which 4.x does not know; both read
+    `PreTrainedTokenizerFast` with the same ids."""
+    tokenizer.save_pretrained(directory)
+    path = directory / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        atomic_write_json(path, {**config, "tokenizer_class": "PreTrainedTokenizerFast"})
 
 
 def write_config(model, spec: ModelSpec, directory: Path) -> None:
@@ -43,7 +55,7 @@ def promote(params: Params, variant, row: dict, tokenizer, spec: ModelSpec, card
         else:  # an fp32 PyTorch variant is served through ONNX too
             quantization.export_onnx(source, staging / MODEL_FILE, params.quantize.opset)
         write_encoder(source, staging, params.quantize.opset)
-        tokenizer.save_pretrained(staging)
+        write_tokenizer(tokenizer, staging)
         write_config(source, spec, staging)
         base = params.pretrain.checkpoint
         # the PyTorch model the served graph was made from: gradients (`tinynlp explain`) need it
