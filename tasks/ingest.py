@@ -1,5 +1,6 @@
-"""Stage `ingest`: read the raw splits, validate them with Great Expectations, write the
-validated splits (Parquet) and the label set, atomically and only when every rule passes."""
+"""Stage `ingest`: read the raw splits, find personal data (reported, redacted or refused), validate
+them with Great Expectations, write the validated splits (Parquet) and the label set, atomically
+and only when every rule passes."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ from tinynlp import validation
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.ingestion import (batch_files, carve_dev, concat_records, frames_and_rules, label_set, read_raw_split,
-                               records_table, texts_of)
+                               records_table, scan_pii, texts_of)
 from tinynlp.splits import LABELS_FILE
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,12 @@ def run_ingest(params: Params) -> dict:
     raw = {name: read_raw_split(location, cfg) for name, location in locations.items() if not (carved and name == "dev")}
     if carved:
         raw["train"], raw["dev"] = carve_dev(raw["train"], cfg)
+    scans = {}
+    for name in raw:  # personal data first: every rule and every later stage sees the redacted text
+        raw[name], scans[name] = scan_pii(raw[name], cfg)
     labels = label_set(cfg, raw["train"])
     train_texts = [text for name in ("train", *batches) for text in texts_of(raw[name], cfg.task)]
-    checks = {name: frames_and_rules(name, location, raw[name], labels, train_texts, cfg)
+    checks = {name: frames_and_rules(name, location, raw[name], labels, train_texts, cfg, scans[name])
               for name, location in locations.items()}
     reports = Path(paths.reports) / "ingest"
     with tempfile.TemporaryDirectory(prefix=".ingest-docs-", dir=_ensure(reports.parent)) as scratch:
@@ -54,10 +58,16 @@ def run_ingest(params: Params) -> dict:
             atomic_write_json(staging / LABELS_FILE, {"task": cfg.task, "labels": labels})
         with atomic_dir(reports / "data_docs") as docs:
             shutil.copytree(Path(scratch) / "data_docs", docs, dirs_exist_ok=True)
+    pii = {"mode": cfg.pii.mode, "found": {name: scan.counts for name, scan in scans.items()}}   # counts, never values
     atomic_write_json(reports / "validation.json", {"task": cfg.task, "labels": labels, "splits": stats,
-                                                    "validation": outcome.summary})
+                                                    "validation": outcome.summary, "pii": pii})
     metrics = {"labels": len(labels), "batches": len(batches),
-               **{f"{split}_{k}": v for split in SPLITS for k, v in stats[split].items()}}
+               **{f"{split}_{k}": v for split in SPLITS for k, v in stats[split].items()},
+               **{f"{name}_pii": sum(scan.counts.values()) for name, scan in scans.items() if cfg.pii.mode != "off"}}
+    if any(scan.counts for scan in scans.values()):
+        log.info("ingest: personal data (%s): %s", "redacted" if cfg.pii.mode == "redact" else "found, kept",
+                 "; ".join(f"{name}: " + ", ".join(f"{n} {kind}" for kind, n in scan.counts.items())
+                           for name, scan in scans.items() if scan.counts))
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("ingest: %s validated; %d labels; %s", ", ".join(SPLITS), len(labels),
              "; ".join(f"{k}: {v}" for k, v in stats.items()))

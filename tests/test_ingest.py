@@ -251,3 +251,65 @@ def test_agnews_example_profile_carves_dev_from_real_data(tmp_path, monkeypatch)
     metrics = run_ingest(parse_params(raw))
     assert (metrics["train_rows"], metrics["dev_rows"], metrics["test_rows"]) == (9001, 1000, 7600)
     assert metrics["train_classes"] == metrics["dev_classes"] == 4
+
+
+# personal data planted in train: an e-mail address in a person's sentence, a phone number split
+# over five tokens, and a card number (Luhn-valid test number)
+PII_ROWS = [("Alice wrote to alice.smith@example.com today", "B-person O O O O"),
+            ("call Bob on 212 - 555 - 0143 now", "O B-person O O O O O O O"),
+            ("card 4111 1111 1111 1111 expired", "O O O O O O")]
+PLANTED = ("alice.smith@example.com", "555 - 0143", "'555', '-'", "4111 1111")  # as text, as tokens
+
+
+def test_pii_is_counted_by_default_and_never_written_as_a_value(good_run):
+    write_conll(Path("data/raw/train.conll"), TRAIN + PII_ROWS)
+    metrics = run_ingest(params())
+    summary = json.loads(Path("reports/ingest/validation.json").read_text())
+    assert summary["pii"] == {"mode": "report", "found": {
+        "train": {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1}, "dev": {}, "test": {}}}
+    assert metrics["train_pii"] == 3 and summary["validation"]["train"]["rules"]["pii_counted"]["success"]
+    # the counts never carry values (the data itself keeps them in this mode: `redact` removes them)
+    reports = Path("reports/ingest/validation.json").read_text() + Path("reports/ingest/metrics.json").read_text()
+    assert not [value for value in PLANTED if value in reports]
+
+
+def test_pii_redact_keeps_one_token_per_token_and_the_tags():
+    import pyarrow.parquet as pq
+
+    write_conll(Path("data/raw/train.conll"), TRAIN + PII_ROWS)
+    run_ingest(params(pii={"mode": "redact", "replacements": {"PHONE_NUMBER": "<phone>"}}))
+    rows = pq.read_table("data/ingest/train.parquet").to_pylist()[-3:]
+    assert rows[0]["tokens"] == ["Alice", "wrote", "to", "<EMAIL_ADDRESS>", "today"]
+    assert rows[1]["tokens"] == ["call", "Bob", "on", *["<phone>"] * 5, "now"]
+    assert rows[1]["tags"] == "O B-person O O O O O O O".split()
+    written = "".join(p.read_text(errors="ignore") for root in ("data/ingest", "reports/ingest")
+                      for p in Path(root).rglob("*") if p.suffix in (".json", ".html", ".md"))
+    parquet = "".join(str(pq.read_table(p).to_pylist()) for p in Path("data/ingest").glob("*.parquet"))
+    assert not [value for value in PLANTED if value in written + parquet]
+
+
+def test_pii_fail_names_file_line_and_type_with_the_value_masked(good_run):
+    write_conll(Path("data/raw/train.conll"), TRAIN + PII_ROWS)
+    message = fails_with(good_run, "no_pii", "data/raw/train.conll", "EMAIL_ADDRESS a***@e***.com",
+                         "ingest.pii.mode", str(line_after(TRAIN, 3)), pii={"mode": "fail"})
+    assert not [value for value in PLANTED if value in message], message
+
+
+def test_a_file_of_only_pii_ingests_redacted_and_fails_in_fail_mode(good_run):
+    only = [("bob@example.org", "O"), ("+44 20 7946 0958", "O O O O"), ("https://example.net/x?id=7", "O")]
+    write_conll(Path("data/raw/train.conll"), TRAIN + only)
+    run_ingest(params(pii={"mode": "redact"}))
+    summary = json.loads(Path("reports/ingest/validation.json").read_text())
+    assert summary["pii"]["found"]["train"] == {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1, "URL": 1}
+    with pytest.raises(DataValidationError, match="no_pii.*3 row"):
+        run_ingest(params(pii={"mode": "fail"}))
+
+
+@pytest.mark.parametrize("pii, named", [({"mdoe": "redact"}, "ingest.pii.mdoe"),
+                                        ({"custom": {"EMPLOYEE_ID": "EMP-(\\d{6}"}}, "custom.EMPLOYEE_ID"),
+                                        ({"entities": ["EMAIL"]}, "ingest.pii.entities")])
+def test_pii_params_mistakes_are_refused_naming_the_key(pii, named):
+    from tinynlp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        params(pii=pii)

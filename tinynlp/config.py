@@ -49,6 +49,42 @@ class PathsConfig(_Section):
         return {"train": self.train, "dev": self.dev, "test": self.test}
 
 
+PII_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN")
+
+
+class PiiConfig(_Section):
+    """Personal data in the raw text (Presidio's pattern recognizers, offline): reported, redacted or
+    refused before validation; tinynlp/pii.py finds it."""
+
+    mode: Literal["off", "report", "redact", "fail"] = Field(
+        "report", description="off; report: counts per type and split; redact: every later stage sees the "
+                              "replacements; fail: a validation rule names file, line and type, the value masked")
+    entities: tuple[Literal[PII_ENTITIES], ...] = Field(PII_ENTITIES, description="built-in types looked for "
+                                                                                  "(Presidio's names)")
+    custom: dict[str, str] = Field({}, description="more types: name -> regex (case-sensitive unless (?i))")
+    replacements: dict[str, str] = Field({}, description="type -> the one token put in its place; default <TYPE>")
+
+    @model_validator(mode="after")
+    def _rules_compile(self) -> "PiiConfig":
+        import regex  # the engine Presidio runs the patterns with
+
+        for name, pattern in self.custom.items():
+            if not name.isidentifier() or name in PII_ENTITIES:
+                raise ValueError(f"custom.{name}: a custom type needs an identifier name that no built-in type has")
+            try:
+                compiled = regex.compile(pattern)
+            except regex.error as exc:
+                raise ValueError(f"custom.{name}: invalid regex {pattern!r}: {exc}") from None
+            if compiled.fullmatch(""):
+                raise ValueError(f"custom.{name}: the regex {pattern!r} matches the empty string")
+        for name, text in self.replacements.items():
+            if name not in (*self.entities, *self.custom):
+                raise ValueError(f"replacements.{name}: not a type looked for ({[*self.entities, *self.custom]})")
+            if not text or any(c.isspace() for c in text):
+                raise ValueError(f"replacements.{name}: must be one token (no whitespace), got {text!r}")
+        return self
+
+
 class IngestConfig(_Section):
     task: Literal["ner", "classification"] = Field(
         "ner", description="ner (a tag per token) or classification (a label per text)")
@@ -75,6 +111,7 @@ class IngestConfig(_Section):
     dev_fraction: float = Field(
         0.0, ge=0.0, lt=1.0, description="> 0: dev is this seeded share of the train file (paths.dev = paths.train)")
     split_seed: int = Field(42, description="seed of the dev_fraction split")
+    pii: PiiConfig = Field(PiiConfig(), description="personal data in the raw splits and batches")
 
     @model_validator(mode="after")
     def _format_fits_task(self) -> "IngestConfig":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import pyarrow as pa
 from tinynlp import validation
 from tinynlp.config import IngestConfig, Params
 from tinynlp.errors import DataValidationError
-from tinynlp.readers import read_conll, read_hf, read_table, table_columns
+from tinynlp.readers import Sentence, read_conll, read_hf, read_table, table_columns
 from tinynlp.splits import hold_out, read_labels
 from tinynlp.tagging import bio_labels, entity_type
 
@@ -34,14 +36,59 @@ def label_set(cfg: IngestConfig, train) -> list[str]:
     return list(cfg.labels) if cfg.labels else sorted(train["label"].dropna().unique().tolist())
 
 
-def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig):
+@dataclass
+class PiiScan:
+    """What `ingest.pii` found in one split: counts per type, and (line, type, masked value) per
+    finding, for the `fail` mode's rule: values are never kept whole."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    findings: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def scan_pii(data, cfg: IngestConfig):
+    """The split as later stages see it (redacted in `redact` mode, as read otherwise) and what was
+    found in it. NER: found on the detokenised sentence, one token out per token in, tags untouched."""
+    if cfg.pii.mode == "off":
+        return data, PiiScan()
+    from tinynlp import pii
+
+    settings = pii.PiiSettings(entities=cfg.pii.entities, custom=cfg.pii.custom, replacements=cfg.pii.replacements)
+    scan, redact = PiiScan(), cfg.pii.mode == "redact"
+    if cfg.task == "ner":
+        out = []
+        for sentence in data:
+            found = pii.find_tokens(sentence.tokens, settings)
+            text = pii.detokenise(sentence.tokens)[0] if found else ""
+            for finding, tokens in found:
+                scan.findings.append((sentence.line + tokens.start, finding.type, pii.mask(text[finding.start:finding.end])))
+            if found and redact:
+                sentence = Sentence(pii.redact_tokens(sentence.tokens, settings)[0], sentence.tags, sentence.line)
+            out.append(sentence)
+    else:
+        texts = []
+        for text, line in zip(data["text"].astype(str), data["line"]):
+            found = pii.find(text, settings)
+            scan.findings += [(int(line), f.type, pii.mask(text[f.start:f.end])) for f in found]
+            texts.append(pii.redact_text(text, settings)[0] if found and redact else text)
+        out = data.assign(text=texts) if redact else data
+    scan.counts = dict(sorted(Counter(kind for _, kind, _ in scan.findings).items()))
+    return out, scan
+
+
+def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig,
+                     scan: PiiScan | None = None):
     overlap_texts = None if split.startswith("train") else train_texts
     if cfg.task == "ner":
-        return (validation.ner_frames(location, data, labels),
-                validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
-                                     overlap_texts, cfg.max_overlap))
-    return (validation.classification_frames(location, data),
-            validation.classification_rules(labels, cfg.min_length, cfg.max_length, overlap_texts, cfg.max_overlap))
+        frames, rules = (validation.ner_frames(location, data, labels),
+                         validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
+                                              overlap_texts, cfg.max_overlap))
+    else:
+        frames, rules = (validation.classification_frames(location, data),
+                         validation.classification_rules(labels, cfg.min_length, cfg.max_length, overlap_texts,
+                                                         cfg.max_overlap))
+    if scan is not None and cfg.pii.mode in ("report", "fail"):  # the counts (report) or the rule (fail) in Data Docs
+        frames, rules = validation.with_pii(frames, rules, scan.findings, refuse=cfg.pii.mode == "fail")
+    return frames, rules
 
 
 def texts_of(data, task: str) -> list[str]:
@@ -71,14 +118,18 @@ def concat_records(parts: list, task: str):
 
 def validate_batch(location: str | Path, params: Params, docs_dir: str | Path):
     """A retraining batch read and checked with the training split's rules and the current label
-    set (a malformed batch is rejected here, before any drift test); its records on success."""
+    set (a malformed batch is rejected here, before any drift test), personal data included
+    (`ingest.pii`); its records on success, redacted in `redact` mode."""
     cfg = params.ingest
-    data = read_raw_split(str(location), cfg)
+    data, scan = scan_pii(read_raw_split(str(location), cfg), cfg)
     check_batch_columns(location, params)
     _, labels = read_labels(params.paths.ingested)
-    outcome = validation.run_suites({"batch": frames_and_rules("train", str(location), data, labels, None, cfg)},
-                                    docs_dir)
+    outcome = validation.run_suites({"batch": frames_and_rules("train", str(location), data, labels, None, cfg,
+                                                               scan)}, docs_dir)
     validation.raise_for(outcome)
+    if scan.counts:
+        log.info("batch %s: personal data found (%s): %s", location, cfg.pii.mode,
+                 ", ".join(f"{n} {kind}" for kind, n in scan.counts.items()))
     return data
 
 

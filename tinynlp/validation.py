@@ -119,6 +119,25 @@ def _overlap_rules(frame: str, train_texts: Sequence[str] | None, max_overlap: f
         f"at most {max_overlap:.0%} of texts also occur in train")]
 
 
+def with_pii(frames: SplitFrames, rules: list[Rule], findings: Sequence[tuple[int, str, str]],
+             refuse: bool) -> tuple[SplitFrames, list[Rule]]:
+    """The personal data `ingest.pii` found, as a frame of its own (one row per finding) and a rule:
+    `no_pii` refuses any finding, naming its line, type and masked value; otherwise `pii_counted`
+    passes and records the count (types only, no values) in the summary and the Data Docs."""
+    import great_expectations.expectations as gxe
+
+    rows = pd.DataFrame({"line": [line for line, _, _ in findings],
+                         "finding": [f"{kind} {masked}" if refuse else kind for _, kind, masked in findings]},
+                        columns=["line", "finding"])
+    if refuse:
+        rule = Rule("no_pii", "pii", gxe.ExpectColumnValuesToBeNull(column="finding"),
+                    "no personal data (ingest.pii.mode: fail; `redact` replaces it, `report` only counts it)")
+    else:
+        rule = Rule("pii_counted", "pii", gxe.ExpectColumnValuesToBeNull(column="finding", mostly=0.0),
+                    "personal data is counted, not refused (ingest.pii.mode: report)")
+    return SplitFrames(frames.source, {**frames.frames, "pii": rows}), [*rules, rule]
+
+
 def run_suites(splits: Mapping[str, tuple[SplitFrames, list[Rule]]], docs_dir: str | os.PathLike) -> ValidationOutcome:
     """Validate every split with its rules in one ephemeral GX context; build Data Docs."""
     import great_expectations as gx
