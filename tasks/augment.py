@@ -21,7 +21,7 @@ from tinynlp.config import AugmentConfig, Params
 from tinynlp.errors import ConfigError
 from tinynlp.readers import Sentence
 from tinynlp.reporting import markdown_table
-from tinynlp.ingestion import frames_and_rules
+from tinynlp.ingestion import frames_and_rules, pii_masker
 from tinynlp.splits import read_labels, read_split
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,10 @@ def _shown(tokens, tags) -> str:
     return " ".join(f"{t}/{g}" if g != "O" else t for t, g in zip(tokens, tags))
 
 
-def report(task: str, train: dict, new: list[augment.Augmented], rows_before: int) -> tuple[dict, str]:
-    """Metrics (counts per method) and a markdown report with a few examples of each method."""
+def report(task: str, train: dict, new: list[augment.Augmented], rows_before: int,
+           shown=lambda text: text) -> tuple[dict, str]:
+    """Metrics (counts per method) and a markdown report with a few examples of each method, each
+    through `shown` (personal data masked)."""
     made = Counter(row.origin for row in new)
     metrics = {"enabled": True, "rows": rows_before, "augmented_rows": len(new),
                "rows_after": rows_before + len(new), **{f"made_{m}": n for m, n in sorted(made.items())}}
@@ -121,7 +123,7 @@ def report(task: str, train: dict, new: list[augment.Augmented], rows_before: in
                 pair = _shown(train["tokens"][row.source], train["tags"][row.source]), _shown(row.tokens, row.tags)
             else:
                 pair = train["text"][row.source], row.text
-            examples.append({"method": method, "original": pair[0], "augmented": pair[1]})
+            examples.append({"method": method, "original": shown(pair[0]), "augmented": shown(pair[1])})
     counts = [{"method": m, "rows made": n} for m, n in sorted(made.items())]
     body = (f"# Augmentation\n\n{rows_before} training rows, {len(new)} augmented rows added "
             f"({rows_before + len(new)} in all).\n\n{markdown_table(counts, ['method', 'rows made'])}\n\n"
@@ -149,7 +151,7 @@ def run_augment(params: Params) -> dict:
             _validate(params, table, labels, Path(scratch))
         with atomic_dir(paths.augmented) as staging:
             pq.write_table(table, staging / "train.parquet")
-        metrics, body = report(task, train, new, len(train["line"]))
+        metrics, body = report(task, train, new, len(train["line"]), pii_masker(params.ingest.pii))
     atomic_write_json(reports / "metrics.json", metrics)
     atomic_write_text(reports / "report.md", body)
     log.info("augment: %d training rows -> %d (%s)", metrics["rows"], metrics["rows_after"],

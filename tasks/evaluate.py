@@ -17,6 +17,7 @@ from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import head_for
 from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
+from tinynlp.ingestion import pii_masker
 from tinynlp.reporting import markdown_table, metrics_table
 from tinynlp.model_dir import is_model_dir, load_model, load_spec, read_meta, variant_dirs
 from tinynlp.promotion import promote
@@ -129,8 +130,9 @@ def run_evaluate(params: Params) -> dict:
     chosen, decisions = gate.choose(rows, REFERENCE, f"{cfg.gate.split}_score", budget)
     reference = results[REFERENCE]["scores"]
     train = read_split(paths.ingested, "train")
+    shown = pii_masker(params.ingest.pii)   # example texts in reports: personal data masked
     analysis, shipped = error_report.summarise(spec, splits, encoded, {n: r["logits"] for n, r in results.items()},
-                                               train, REFERENCE, chosen or REFERENCE, cfg)
+                                               train, REFERENCE, chosen or REFERENCE, cfg, shown)
     verdicts = _gate_column(rows, decisions, chosen)
     if chosen:
         card = _card_inputs(params, variants[chosen], verdicts, analysis, spec, train, splits)
@@ -139,7 +141,7 @@ def run_evaluate(params: Params) -> dict:
     else:
         log.warning("evaluate: %s", _kept_note(paths.promoted))
     _write_error_analysis(params, analysis, shipped)
-    _write_explanations(params, variants[chosen or REFERENCE].source, splits["dev"], spec)
+    _write_explanations(params, variants[chosen or REFERENCE].source, splits["dev"], spec, shown)
     return _report(params, head.metric, rows, decisions, verdicts, chosen, {"task": spec.task, **reference}, threads)
 
 
@@ -183,9 +185,10 @@ def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None
                             f"{analysis['shipped']} on test, per {shipped['calibration']['unit']}")
 
 
-def _write_explanations(params: Params, source: Path, dev: dict, spec) -> None:
+def _write_explanations(params: Params, source: Path, dev: dict, spec, shown) -> None:
     """Integrated-gradients explanations of the first `evaluate.explain_examples` dev examples that fit
-    one window (NER: those with a gold entity), from the PyTorch model behind the shipped variant."""
+    one window (NER: those with a gold entity) and hold no personal data that `shown` would mask, from
+    the PyTorch model behind the shipped variant."""
     from tinynlp.explain import Explainer, as_page, as_terminal
 
     reports = Path(params.paths.reports) / "evaluate"
@@ -198,6 +201,8 @@ def _write_explanations(params: Params, source: Path, dev: dict, spec) -> None:
     for text in candidates:
         if len(explained) == count:
             break
+        if shown(text) != text:  # explaining a masked text would explain another input
+            continue
         try:
             explained.append((text, explainer.explain(text)))
         except ConfigError:  # longer than one window: integrated gradients need the whole text at once

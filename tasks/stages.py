@@ -86,7 +86,8 @@ STAGES: tuple[Stage, ...] = (
           outs=(Output("${paths.quantized}"), _report("quantize", "candidates.json"),
                 _report("quantize", "metrics.json", metric=True))),
     Stage("evaluate", "score, time and size every variant, analyse their errors; the gate promotes one",
-          params=("evaluate", "quantize.opset", "drift", _BASE),   # drift: the thresholds the card states
+          params=("evaluate", "quantize.opset", "drift", "ingest.pii", _BASE),   # drift: the card's thresholds;
+                                                                                  # ingest.pii: examples masked
           deps=("${paths.ingested}", "${paths.model}", "${paths.pruned}", "${paths.distilled}", "${paths.quantized}",
                 "${paths.reports}/ingest/validation.json"),         # the lineage record's validation summary
           outs=(Output("${paths.promoted}"), _report("evaluate", "scores.json"), _report("evaluate", "metrics.md"),

@@ -131,3 +131,15 @@ def test_model_card_reads_back_with_huggingface_hub(tmp_path):
                      "**finetune**: finetune.epochs = 3; finetune.lora.r = 8\n", "git checkout 0123456789ab && dvc pull",
                      "| person ", "train entities"):
         assert expected in card.text, expected
+
+
+def test_worst_examples_show_personal_data_masked():
+    from tinynlp.config import PiiConfig
+    from tinynlp.ingestion import pii_masker
+
+    split = {"tokens": [["mail", "jo.smith@example.com", "Alice"]], "tags": [["O", "O", "B-person"]]}
+    analysis = {"losses": [1.0], "predicted": [["O", "B-person", "O"]]}
+    [row] = error_report.worst_examples(split, analysis, "ner", 5, pii_masker(PiiConfig(mode="report")))
+    assert row["text"] == "mail j***@e***.com Alice" and row["predicted"] == "person: j***@e***.com"
+    [row] = error_report.worst_examples(split, analysis, "ner", 5, pii_masker(PiiConfig(mode="off")))
+    assert "jo.smith@example.com" in row["text"]

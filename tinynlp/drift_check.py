@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,7 +19,7 @@ from tinynlp.atomic import atomic_write_json
 from tinynlp.config import DriftConfig, Params
 from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import digest
-from tinynlp.ingestion import records_table, validate_batch
+from tinynlp.ingestion import pii_masker, records_table, validate_batch
 from tinynlp.model_dir import ENCODER_FILE
 from tinynlp.splits import read_split
 
@@ -147,7 +147,11 @@ def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) ->
     rng = np.random.default_rng(cfg.seed)
     reference = _side(read_split(paths.ingested, "train"), task, rng, encoder, predictor, cfg)
     new = _side(records_table(records, task).to_pydict(), task, rng, encoder, predictor, cfg)
-    verdict = drift.decide(drift_signals(cfg, reference, new), cfg.decide_on)
+    shown = pii_masker(params.ingest.pii)   # the new tokens a report lists: personal data masked
+    signals = [replace(s, detail={**s.detail, "top_new_tokens": [[shown(w), n] for w, n in
+                                                                              s.detail["top_new_tokens"]]})
+               if "top_new_tokens" in s.detail else s for s in drift_signals(cfg, reference, new)]
+    verdict = drift.decide(signals, cfg.decide_on)
     report = {"batch": str(batch), "verdict": verdict.to_dict(),
               "reference_rows": len(reference.words), "batch_rows": len(new.words),
               "sampled": {"reference": len(reference.vectors), "batch": len(new.vectors)},

@@ -3,7 +3,7 @@ into where it fails (tinynlp.error_analysis), what compression cost and where, t
 and the weaknesses in words for the model card."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -113,8 +113,10 @@ def limitations(analysis: dict, task: str) -> list[str]:
     return lines
 
 
-def worst_examples(split: dict, analysis: dict, task: str, count: int, max_chars: int = 300) -> list[dict]:
-    """The `count` examples with the largest loss: text, gold and predicted, for a person to read."""
+def worst_examples(split: dict, analysis: dict, task: str, count: int, shown: Callable[[str], str],
+                   max_chars: int = 300) -> list[dict]:
+    """The `count` examples with the largest loss: text, gold and predicted, for a person to read,
+    each string through `shown` (personal data masked)."""
     rows = []
     for i in ea.worst(analysis["losses"], count):
         if task == "ner":
@@ -125,9 +127,10 @@ def worst_examples(split: dict, analysis: dict, task: str, count: int, max_chars
             text = " ".join(words)
         else:
             text, gold, predicted = split["text"][i], split["label"][i], analysis["predicted"][i]
+        text = shown(text)
         rows.append({"index": i, "loss": round(analysis["losses"][i], 3),
                      "text": text if len(text) <= max_chars else text[:max_chars] + " …",
-                     "gold": gold, "predicted": predicted})
+                     "gold": shown(gold), "predicted": shown(predicted)})
     return rows
 
 
@@ -202,7 +205,7 @@ def worst_markdown(summary: dict) -> str:
 
 
 def summarise(spec: ModelSpec, splits: dict, encoded: dict, logits: dict[str, dict], train: dict,
-              reference: str, shipped: str, cfg) -> tuple[dict, dict]:
+              reference: str, shipped: str, cfg, shown: Callable[[str], str] = lambda text: text) -> tuple[dict, dict]:
     """Every variant analysed on test (and the shipped model on dev too); returns the summary for
     reports and the card, and the shipped model's full test analysis (confusion rows, calibration
     bins) for the plots. `logits`: variant -> split -> logits."""
@@ -224,6 +227,6 @@ def summarise(spec: ModelSpec, splits: dict, encoded: dict, logits: dict[str, di
                             for name, a in analyses.items()},
                "buckets": table, "compression_costs": compression_costs(analyses, reference),
                "limitations": limitations(analyses[shipped], spec.task),
-               "worst": {split: worst_examples(splits[split], analysis, spec.task, cfg.worst_examples)
+               "worst": {split: worst_examples(splits[split], analysis, spec.task, cfg.worst_examples, shown)
                          for split, analysis in (("dev", shipped_dev), ("test", analyses[shipped]))}}
     return summary, analyses[shipped]

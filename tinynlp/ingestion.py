@@ -6,12 +6,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pyarrow as pa
 
 from tinynlp import validation
-from tinynlp.config import IngestConfig, Params
+from tinynlp.config import IngestConfig, Params, PiiConfig
 from tinynlp.errors import DataValidationError
 from tinynlp.readers import Sentence, read_conll, read_hf, read_table, table_columns
 from tinynlp.splits import hold_out, read_labels
@@ -45,6 +46,24 @@ class PiiScan:
     findings: list[tuple[int, str, str]] = field(default_factory=list)
 
 
+def pii_settings(cfg: PiiConfig):
+    from tinynlp import pii
+
+    return pii.PiiSettings(entities=cfg.entities, custom=cfg.custom, replacements=cfg.replacements)
+
+
+def pii_masker(cfg: PiiConfig) -> Callable[[str], str]:
+    """What every report that shows example text to a person passes it through: personal data
+    masked when the data keeps it (`report`); as it is when it was redacted at ingestion (`redact`,
+    `fail`) or when the search is off."""
+    if cfg.mode != "report":
+        return lambda text: text
+    from tinynlp import pii
+
+    settings = pii_settings(cfg)
+    return lambda text: pii.mask_text(text, settings)
+
+
 def scan_pii(data, cfg: IngestConfig):
     """The split as later stages see it (redacted in `redact` mode, as read otherwise) and what was
     found in it. NER: found on the detokenised sentence, one token out per token in, tags untouched."""
@@ -52,7 +71,7 @@ def scan_pii(data, cfg: IngestConfig):
         return data, PiiScan()
     from tinynlp import pii
 
-    settings = pii.PiiSettings(entities=cfg.pii.entities, custom=cfg.pii.custom, replacements=cfg.pii.replacements)
+    settings = pii_settings(cfg.pii)
     scan, redact = PiiScan(), cfg.pii.mode == "redact"
     if cfg.task == "ner":
         out = []

@@ -439,6 +439,14 @@ def redact_tokens(tokens: Sequence[str], settings: PiiSettings = DEFAULT) -> tup
     return out, counts([f for f, _ in found])
 
 
+def mask_text(text: str, settings: PiiSettings = DEFAULT) -> str:
+    """`text` with each finding masked (see mask): what a report shows a person when the data itself
+    keeps its personal data (`report` mode)."""
+    for f in reversed(find(text, settings)):
+        text = text[:f.start] + mask(text[f.start:f.end]) + text[f.end:]
+    return text
+
+
 def mask(value: str) -> str:
     """`value` for an error message, never whole: an e-mail address as `j***@e***.com`, anything else as
     its first character, stars, and its last four characters when it has 12 or more (a card:
