@@ -25,6 +25,8 @@ from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 REFERENCE = "finetune"   # the fp32 fine-tuned model every variant is compared with
+_WHERE = {"ner": "by entity type, length, seen in train, casing, sentence length",
+          "classification": "by label, text length, calibration"}
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,8 @@ def _report(params: Params, metric: str, rows: list[dict], decisions, table_rows
     text = (f"## Variants ({metric}; batch-1 latency, throughput at batch {params.evaluate.throughput_batch}, "
             f"{threads} threads)\n\n{variants_table}\n\nPromoted: **{chosen or 'none'}**"
             f"{'' if chosen else ': ' + _kept_note(params.paths.promoted)}. What each variant lost against "
-            f"{REFERENCE}, and where (by entity type, length, seen in train, casing, sentence length): "
-            "[error_analysis.md](error_analysis.md); the worst examples: [worst_examples.md](worst_examples.md).\n\n"
+            f"{REFERENCE}, and where ({_WHERE[reference['task']]}): [error_analysis.md](error_analysis.md); "
+            "the worst examples: [worst_examples.md](worst_examples.md).\n\n"
             f"## {REFERENCE} (fp32) in detail\n\n{detail}\n")
     atomic_write_text(reports / "metrics.md", text)
     log.info("evaluate: promoted %s\n%s\n%s", chosen or "nothing", variants_table, detail)
