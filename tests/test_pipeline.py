@@ -239,7 +239,8 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert, prefect_backend,
     assert not plots.get("errors"), plots.get("errors")
     rendered = set(plots["data"])  # {"data": {plot id: [rendered definitions]}}
     assert rendered == {"dev_metric_per_epoch", "loss_per_epoch", "mlm_perplexity", "latency_vs_quality",
-                        "prune_dev_per_step", "distill_dev_per_epoch"}, rendered
+                        "prune_dev_per_step", "distill_dev_per_epoch", "confusion", "calibration",
+                        "reports/evaluate/confusion.png", "reports/evaluate/calibration.png"}, rendered
 
     # Up to date in dvc.lock, yet --force runs every stage (none Cached) to the same results.
     monkeypatch.chdir(workspace)

@@ -410,9 +410,17 @@ def test_flow_run_page_shows_the_tasks_and_artifacts(ui_run, browser):
 
 
 def declared_plots(workspace: Path) -> dict[str, str]:
-    """{plot id: title} of the top-level `plots:` in dvc.yaml."""
+    """{plot id: title} of the top-level `plots:` in dvc.yaml that Vega draws (not the pictures)."""
     plots = yaml.safe_load((workspace / "dvc.yaml").read_text())["plots"]
-    return {name: spec["title"] for entry in plots for name, spec in entry.items()}
+    return {name: spec["title"] for entry in plots if isinstance(entry, dict) for name, spec in entry.items()}
+
+
+def declared_images(workspace: Path) -> dict[str, str]:
+    """{div id DVC gives it: path} of the pictures declared in `plots:` (a bare path each)."""
+    plots = yaml.safe_load((workspace / "dvc.yaml").read_text())["plots"]
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    paths = [entry.replace("${paths.reports}", params["paths"]["reports"]) for entry in plots if isinstance(entry, str)]
+    return {re.sub(r"[^A-Za-z0-9]", "_", path): path for path in paths}
 
 
 def render_dvc_plots(workspace: Path, command: list[str], bundle: str, browser) -> dict:
@@ -442,11 +450,15 @@ def render_dvc_plots(workspace: Path, command: list[str], bundle: str, browser) 
     page = workspace / "dvc_plots" / "index.html"
     assert "<script src=" not in page.read_text(encoding="utf-8"), "the plots page still loads a script from outside"
 
-    plots = declared_plots(workspace)
+    plots, images = declared_plots(workspace), declared_images(workspace)
     browser.get(page.as_uri())
     ids = browser.execute_script("return Array.from(document.querySelectorAll('body > div[id]')).map(d => d.id)")
-    assert sorted(ids) == sorted(plots), f"the page draws {sorted(ids)}, dvc.yaml declares {sorted(plots)}"
-    divs = len(ids)
+    assert sorted(ids) == sorted([*plots, *images]), f"the page draws {sorted(ids)}, dvc.yaml declares {sorted(plots)}"
+    loaded = browser.execute_script("""return Array.from(arguments[0]).map(id =>
+        Array.from(document.querySelectorAll('#' + id + ' img')).every(i => i.complete && i.naturalWidth > 0))""",
+                                    list(images))
+    assert images and all(loaded), f"pictures {list(images)} did not load: {loaded}"
+    divs = len(plots)
     status = wait_until(browser, lambda d: (s := d.execute_script("return window.__plots")) and
                         len(s["rendered"]) + len(s["errors"]) >= divs and s, f"{divs} embedded plots")
     assert not status["errors"], status["errors"]
