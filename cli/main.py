@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--model", default="models/promoted",
                          help="promoted model directory (its PyTorch source is used) or a stage model directory")
     explain.add_argument("--html", help="also write a self-contained HTML page here")
+    explain.add_argument("--json", action="store_true",
+                         help="one JSON object per text: entities with character offsets (Hugging Face field names)")
     explain.add_argument("--steps", type=int, default=32, help="integration steps (more: smaller convergence delta)")
     report = command("report", "print the latest run's tables, or metrics of one revision against another",
                      "  tinynlp report\n  tinynlp report --rev HEAD~1\n"

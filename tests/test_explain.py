@@ -75,6 +75,11 @@ def test_explain_command_prints_writes_html_and_exits_2_without_a_model(tiny_ber
     assert cli(["explain", "Alice met Bob", "--model", str(directory), "--html", str(page), "--steps", "8"]) == 0
     out = capsys.readouterr().out
     assert "person: Alice" in out and page.read_text().count("<section>") == 3
+    assert cli(["explain", "Alice  met Bob", "--model", str(directory), "--json", "--steps", "4"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    first = record["explanations"][0]   # character offsets into the text as written (two spaces kept)
+    assert (first["entity_group"], first["word"], first["start"], first["end"]) == ("person", "Alice", 0, 5)
+    assert [a["start"] for a in first["attributions"]] == [0, 7, 11]
     assert cli(["explain", "Alice", "--model", str(tmp_path / "missing")]) == 2
     assert "not a pipeline model directory" in capsys.readouterr().err
     assert cli(["explain", "   ", "--model", str(directory)]) == 2
