@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", default="models/promoted", help="promoted model directory")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
     predict.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    predict.add_argument("--redact-pii", action="store_true",
+                         help="mask e-mail addresses, phone and card numbers and other personal data in the output")
     predict.add_argument("--chunk", type=int, default=1024,
                          help="texts read and predicted at a time (memory stays flat on long files)")
     drift = command("drift", "test a labelled batch file for drift against the promoted model's training data",
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    serve.add_argument("--params", default="params.yaml",
+                       help="params file whose `serve` section sets the limits (absent: the defaults)")
+    serve.add_argument("--redact-pii", action="store_true",
+                       help="mask e-mail addresses, phone and card numbers and other personal data in responses")
     explain = command("explain", "explain a prediction: per-word attributions (integrated gradients) of the torch "
                       "model behind the promoted variant", '  tinynlp explain "Alice moved to Paris ."\n'
                       '  tinynlp explain "Alice moved to Paris ." --html why.html')

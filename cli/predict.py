@@ -45,7 +45,7 @@ def main(args) -> int:
     try:
         if args.file and args.file != "-" and not Path(args.file).is_file():
             raise ConfigError(f"{args.file}: file not found")
-        predictor = Predictor(args.model, args.threads)
+        predictor = Predictor(args.model, args.threads, redact_pii=args.redact_pii)
         texts = itertools.chain(args.texts, read_texts(args.file) if args.file else [])
         for text, result in predictor.stream(texts, args.chunk):
             print(format_json(text, result) if args.json else format_result(text, result))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinynlp import error_analysis, error_report, figures, gate, lineage, model_card, modeling, progress, quantization
+from tinynlp import (error_analysis, error_report, figures, gate, lineage, model_card, modeling, privacy, progress,
+                     quantization)
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
 from tinynlp.errors import ConfigError
@@ -38,6 +39,7 @@ class Variant:
     parameters: int
     size_mb: float
     load: Callable                 # (threads, for_timing) -> runner
+    method: str = "torch"          # how it was made from `source` (quantize's method names)
 
 
 def torch_variants(params: Params) -> list[Variant]:
@@ -67,7 +69,7 @@ def quantized_variants(params: Params) -> list[Variant]:
             load = lambda threads, for_timing, location=location: quantization.load_inc(location, threads,
                                                                                        compile=for_timing)
         variants.append(Variant(entry["name"], entry["kind"], location, sources[entry["source"]], entry["parameters"],
-                                round(quantization.file_size_mb(location), 2), load))
+                                round(quantization.file_size_mb(location), 2), load, entry["method"]))
     return variants
 
 
@@ -124,6 +126,7 @@ def run_evaluate(params: Params) -> dict:
     for name, result in results.items():
         result["row"].update(vars(speeds[name]))
     rows = [r["row"] for r in results.values()]
+    _only_private_variants_promotable(params, variants, results)
     reference_row = results[REFERENCE]["row"]
     for row in rows:  # ratios against the fp32 fine-tuned model, measured in this same run
         row["speedup"] = round(reference_row["latency_ms_p50"] / row["latency_ms_p50"], 2)
@@ -147,6 +150,18 @@ def run_evaluate(params: Params) -> dict:
     return _report(params, head.metric, rows, decisions, verdicts, chosen, {"task": spec.task, **reference}, threads)
 
 
+def _only_private_variants_promotable(params: Params, variants: dict[str, Variant], results: dict) -> None:
+    """With DP fine-tuning, a variant that read training data again (pruning recovery, distillation,
+    static calibration) is not private: the gate must not ship it."""
+    if not privacy.guarantee(params.paths.model):
+        return
+    stages = {Path(directory): name for name, directory in variant_dirs(params.paths).items()}
+    for name, result in results.items():
+        why = privacy.loses_guarantee(stages[Path(variants[name].source)], variants[name].method)
+        if why and result["row"]["promotable"]:
+            result["row"].update(promotable=False, not_promotable_because=why)
+
+
 def _gate_column(rows: list[dict], decisions, chosen: str | None) -> list[dict]:
     """Every row with the gate's verdict in words."""
     decided = {d.name: d for d in decisions}
@@ -168,7 +183,8 @@ def _card_inputs(params: Params, variant: Variant, rows: list[dict], analysis: d
                **{name: len(split["tags" if spec.task == "ner" else "label"]) for name, split in splits.items()}},
         data_version=validated_data_version(params.paths.ingested),
         data_source=params.paths.raw_splits(), procedure=[(stage, recorded.get(stage, {})) for stage in chain],
-        drift=params.drift.model_dump(), code=lineage.describe_code(state), commit=state["commit"])
+        drift=params.drift.model_dump(), code=lineage.describe_code(state), commit=state["commit"],
+        privacy=privacy.guarantee(params.paths.model), pii_mode=params.ingest.pii.mode)
 
 
 def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None:

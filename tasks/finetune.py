@@ -7,7 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from tinynlp import efficient, modeling
+from tinynlp import efficient, modeling, privacy
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.heads import ModelSpec
@@ -34,25 +34,35 @@ def run_finetune(params: Params) -> dict:
     cfg, paths = params.finetune, params.paths
     modeling.set_threads()
     task, labels = read_labels(paths.ingested)
-    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens)
+    decoding = "viterbi" if task == "ner" and cfg.decoding != "argmax" else "argmax"
+    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens, decoding)
     source = paths.pretrained  # written by the pretrain stage (the base checkpoint when disabled)
     data = training_data(params, spec, modeling.load_tokenizer(source))
-    model = _trainable(modeling.load_classifier(source, labels, data.head.model_class, seed=cfg.seed), cfg, task)
+    model = modeling.load_classifier(source, labels, data.head.model_class, seed=cfg.seed)
+    private_part = privacy.freeze_for_private_training(model, cfg.dp.top_layers) if cfg.dp.enabled else None
+    if private_part:
+        log.info("DP-SGD trains %s", private_part)
+    model = _trainable(model, cfg, task)
     trainable = efficient.trainable_parameters(model)
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(data.train_features), len(data.head.features(data.dev_encoded)))
+    dp = privacy.DpSettings(cfg.dp.epsilon, cfg.dp.delta, cfg.dp.max_grad_norm) if cfg.dp.enabled else None
     settings = train_settings(cfg, checkpoint_dir(params, "finetune", paths.pretrained), data.head.metric,
-                              params.execution, fgm_epsilon=cfg.fgm_epsilon)
+                              params.execution, fgm_epsilon=cfg.fgm_epsilon, dp=dp)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     with atomic_dir(paths.model) as staging:
         save_model(staging, efficient.merged(result.model), data.tokenizer, spec, params.pretrain.checkpoint)
+        if result.privacy:  # the guarantee travels with the weights (evaluate, the card)
+            atomic_write_json(staging / privacy.GUARANTEE_FILE, {**result.privacy, "trained": private_part})
     shutil.rmtree(settings.output_dir, ignore_errors=True)  # resume state is only for interrupted runs
     reports = Path(paths.reports) / "finetune"
     atomic_write_json(reports / "history.json", result.history)
     metrics = {f"dev_{data.head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
                "resumed": result.resumed_from is not None, "world_size": result.world_size}
+    if result.privacy:  # ε actually spent (the accountant's), for the gate's table and the model card
+        metrics["dp"] = {k: v for k, v in result.privacy.items() if k != "accountant"}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("finetune: best dev %s %.4f after %d epoch(s) in %.0fs", data.head.metric, result.best_metric,
              len(result.history), result.seconds)

@@ -265,7 +265,7 @@ CASES = [
     corpus_case("tag not in the label set", "ner", "unknown_tag.conll", "data/raw/train.conll", ingest,
                 DataValidationError,
                 r"data/raw/train\.conll line 7: rule 'label_in_set' failed: 1 row\(s\) break it \(tags are in the "
-                rf"label set {re.escape(NER_LABELS)}\); e\.g\. 'B-org'"),
+                rf"label set {re.escape(NER_LABELS)}\); to allow it, change ingest\.entity_types; e\.g\. 'B-org'"),
     corpus_case("I- after O (strict BIO)", "ner", "i_after_o.conll", "data/raw/dev.conll", ingest,
                 DataValidationError,
                 r"data/raw/dev\.conll line 4, 9: rule 'bio_transition' failed: 2 row\(s\) break it \(I-X only "
@@ -276,7 +276,7 @@ CASES = [
                 r"contain no whitespace\); e\.g\. 'New York', 'San\\xa0Diego'"),
     Case("100k-character line", "ner", long_line, ingest, DataValidationError,
          (r"data/raw/train\.conll line {line}: rule 'token_length' failed: 1 row\(s\) break it \(no token is longer "
-          r"than 1000 characters\); e\.g\. 'x{{60}}\.\.\.'",)),
+          r"than 1000 characters\); to allow it, change ingest\.max_token_chars; e\.g\. 'x{{60}}\.\.\.'",)),
     Case("binary file", "ner", binary, ingest, DataValidationError,
          (r"data/raw/train\.conll line 3: rule 'text_file' failed: binary content \(NUL byte at byte 8\); "
           r"e\.g\. '0d 0a 1a 0a 00 00 00 0d'",)),
@@ -288,7 +288,7 @@ CASES = [
     corpus_case("classification label outside the set", "clf", "clf_label_outside.tsv", "data/raw/dev.tsv", ingest,
                 DataValidationError,  # line 5: the blank line 4 is counted
                 r"data/raw/dev\.tsv line 5: rule 'label_in_set' failed: 1 row\(s\) break it \(labels are in the "
-                rf"label set {re.escape(CLF_LABELS)}\); e\.g\. 'maybe'"),
+                rf"label set {re.escape(CLF_LABELS)}\); to allow it, change ingest\.labels; e\.g\. 'maybe'"),
     corpus_case("missing text column", "clf", "clf_missing_text_column.tsv", "data/raw/train.tsv", ingest,
                 DataValidationError,
                 r"data/raw/train\.tsv line 1: rule 'required_column' failed: missing column\(s\) \['text'\]; "
@@ -299,7 +299,9 @@ CASES = [
     corpus_case("rows duplicated across train/test", "clf", "clf_duplicates_of_train.tsv", "data/raw/test.tsv",
                 ingest, DataValidationError,
                 r"data/raw/test\.tsv line 3, 4: rule 'train_overlap' failed: 2 row\(s\) break it \(at most 5% of "
-                r"texts also occur in train\); e\.g\. 'Alice lives in Paris \.', 'nothing happened today \.'"),
+                r"distinct texts of 4\+ words also occur in train, templates repeated within train aside\); to allow "
+                r"it, change ingest\.max_overlap \(ingest\.overlap_min_words sets what counts\); "
+                r"e\.g\. 'Alice lives in Paris \.', 'nothing happened today \.'"),
     corpus_case("split with one class only", "clf", "clf_one_class.tsv", "data/raw/train.tsv", ingest,
                 DataValidationError,
                 r"data/raw/train\.tsv: rule 'at_least_two_classes' failed: the split has at least two classes; "

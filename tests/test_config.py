@@ -34,11 +34,21 @@ def test_shipped_params_are_valid(monkeypatch):
     ("ingest", "format", "xml", "ingest.format"),
     ("ingest", "max_overlap", 1.5, "ingest.max_overlap"),
     ("evaluate", "batch_size", 0, "evaluate.batch_size"),
+    ("serve", "max_texts", 0, "serve.max_texts"),
+    ("serve", "timeout_s", -1, "serve.timeout_s"),
 ])
 def test_bad_values_name_the_key(section, key, value, expected):
     with pytest.raises(ConfigError) as error:
         parse_params(with_change(section, key, value), check_files=False)
     assert expected in str(error.value)
+
+
+def test_constrained_decoding_is_refused_for_classification():
+    raw = copy.deepcopy(DEFAULTS)
+    raw["ingest"].update(task="classification", format="tsv", entity_types=[])
+    raw["finetune"]["decoding"] = "viterbi"
+    with pytest.raises(ConfigError, match="finetune.decoding: viterbi .* NER only"):
+        parse_params(raw, check_files=False)
 
 
 def test_unknown_section_is_rejected():

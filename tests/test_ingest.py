@@ -188,7 +188,9 @@ def test_classification_blank_text(classification):
 
 
 def test_classification_duplicates_across_train_and_test(classification):
-    write_tsv("data/raw/test.tsv", CLF_TRAIN[:2] + [("loved it", "pos")])
+    longer = [("a fine film from start to end", "pos"), ("a dull film with a weak plot", "neg")]
+    write_tsv("data/raw/train.tsv", CLF_TRAIN + longer)
+    write_tsv("data/raw/test.tsv", longer + [("loved it", "pos")])
     clf_fails(classification, "train_overlap", "data/raw/test.tsv line 2, 3")
 
 
@@ -313,3 +315,43 @@ def test_pii_params_mistakes_are_refused_naming_the_key(pii, named):
 
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         params(pii=pii)
+
+
+def _newswire(story: int) -> list[tuple[str, str]]:
+    """A newswire story: a dateline and a section header, as every such corpus repeats them
+    across its splits, and a few sentences of its own."""
+    city = ["LONDON", "PARIS"][story % 2]
+    rows = [(f"{city} 1996-08-{10 + story % 6}", "B-location O"),
+            ("SOCCER - ENGLISH LEAGUE RESULTS .", "O O O O O O")]
+    return rows + [(f"Alice scored goal number {story * 3 + k} at home .", "B-person O O O O O O O")
+                   for k in range(3)]
+
+
+def test_newswire_datelines_and_headers_are_counted_apart_and_real_leaks_still_fail():
+    train = [row for story in range(12) for row in _newswire(story)]
+    dev = [row for story in range(12, 20) for row in _newswire(story)]
+    write_conll(Path("data/raw/train.conll"), train)
+    write_conll(Path("data/raw/dev.conll"), dev)  # 40 rows, 16 of them datelines and headers seen in train
+    run_ingest(params())
+    rules = json.loads(Path("reports/ingest/validation.json").read_text())["validation"]["dev"]["rules"]
+    assert rules["train_overlap"]["success"] and rules["train_overlap"]["unexpected_count"] == 0
+    assert rules["train_repeats"]["unexpected_count"] == 7  # the header and six datelines, each counted once
+    leaked = dev + train[2:5] + train[7:9]  # five of train's own sentences: 5 of 29 distinct counted texts
+    write_conll(Path("data/raw/dev.conll"), leaked)
+    with pytest.raises(DataValidationError) as error:
+        run_ingest(params())
+    message = str(error.value)
+    assert "rule 'train_overlap'" in message and "5 row(s) break it" in message
+    assert "change ingest.max_overlap" in message and "'Alice scored goal number 0 at home .'" in message
+    run_ingest(params(max_overlap=0.2))  # the key it names relaxes it
+
+
+def test_data_docs_never_render_train_texts_and_mask_personal_data():
+    secret = "jane.doe@private-mail.org"
+    write_conll(Path("data/raw/train.conll"), TRAIN + [(f"write to {secret} now please", "O O O O O")])
+    write_conll(Path("data/raw/dev.conll"), DEV + [(f"write to {secret} now please", "O O O O O")])
+    run_ingest(params(max_overlap=0.5))
+    docs = "".join(p.read_text(encoding="utf-8", errors="replace")
+                   for p in Path("reports/ingest").rglob("*") if p.is_file())
+    assert secret not in docs and "private-mail" not in docs
+    assert TRAIN[0][0] not in docs  # the overlap rule's frame holds lines and flags, not train texts

@@ -58,3 +58,28 @@ def test_entity_scores_micro_macro_and_types():
     assert scores["micro"]["precision"] == 1.0 and scores["micro"]["recall"] == 0.5
     assert scores["per_type"]["person"]["f1"] == 1.0 and scores["per_type"]["location"]["f1"] == 0.0
     assert scores["macro"]["f1"] == pytest.approx(0.5)
+
+
+def test_viterbi_finds_the_best_sequence_that_obeys_bio():
+    import itertools
+
+    from tinynlp.ner import viterbi, word_tag_ids
+    from tinynlp.tagging import bio_constraints, bio_labels, valid_bio_pairs
+
+    labels = bio_labels(["loc", "per"])
+    allowed, start = bio_constraints(labels)
+    pairs = set(valid_bio_pairs(labels))
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # against brute force over every legal sequence
+        scores = np.log(rng.dirichlet(np.ones(len(labels)), size=int(rng.integers(1, 5))))
+        legal = [seq for seq in itertools.product(range(len(labels)), repeat=len(scores))
+                 if all(((labels[a] if k else "O"), labels[b]) in pairs for k, (a, b) in enumerate(zip((0,) + seq, seq)))]
+        best = max(legal, key=lambda seq: sum(scores[i, t] for i, t in enumerate(seq)))
+        assert viterbi(scores, allowed, start) == list(best)
+    # argmax would open with I-per and jump to I-loc; the constrained path cannot
+    logits = np.log(np.array([[.1, .1, .1, .2, .5], [.1, .1, .45, .05, .3], [.9, .025, .025, .025, .025]]))
+    assert [labels[i] for i in word_tag_ids(logits, np.ones(3, bool), labels)] == ["I-per", "I-loc", "O"]
+    constrained = [labels[i] for i in word_tag_ids(logits, np.ones(3, bool), labels, "viterbi")]
+    assert constrained == ["B-per", "I-per", "O"]
+    # a word without subtokens stays O under either decoding
+    assert labels[word_tag_ids(logits, np.array([True, False, True]), labels, "viterbi")[1]] == "O"

@@ -93,6 +93,20 @@ def test_batch_split_and_render_round_trip(tmp_path):
     assert [(s.tokens, s.tags) for s in again] == [(s.tokens, s.tags) for s in train + holdout]
 
 
+def test_a_batch_is_kept_redacted_in_redact_mode(tmp_path):
+    from tinynlp.config import PiiConfig
+
+    rows = TRAIN + [("mail bob.jones@example.org now", "O O O O")]
+    path = write_conll(tmp_path / "in.conll", rows)
+    cfg = IngestConfig(entity_types=("location", "person"), pii=PiiConfig(mode="redact"))
+    train, holdout = batches.split_batch(batches.read_batch([path], cfg), 0.25, seed=3)
+    written = batches.write_batch(tmp_path / "b", train, holdout, cfg)
+    kept = "".join(p.read_text() for p in written.values())
+    assert "bob" not in kept and "example" not in kept and "<EMAIL_ADDRESS>" in kept
+    report_mode = batches.read_batch([path], IngestConfig(entity_types=("location", "person")))
+    assert "bob" in " ".join(report_mode[-1].tokens)  # report mode keeps the data as it came
+
+
 def test_batch_split_and_render_round_trip_for_tables(tmp_path):
     cfg = IngestConfig(task="classification", format="tsv", labels=("a", "b"))
     path = tmp_path / "in.tsv"

@@ -27,7 +27,7 @@ def stop_after_first_checkpoint():
     return Stop()
 
 
-def run_training(tiny_bert, output_dir, callbacks=()):
+def run_training(tiny_bert, output_dir, callbacks=(), dp=None, batch_size=4, freeze_top_layers=0):
     from transformers import DataCollatorForTokenClassification
 
     tokenizer = modeling.load_tokenizer(str(tiny_bert))
@@ -41,10 +41,14 @@ def run_training(tiny_bert, output_dir, callbacks=()):
         predicted = ner.decode(dev_encoded, [np.asarray(l) for l in prediction.predictions], dict(enumerate(LABELS)))
         return {"entity_f1": ner.entity_scores(gold, predicted)["entity_f1"]}
 
-    settings = TrainSettings(output_dir=str(output_dir), epochs=4, batch_size=4, eval_batch_size=4,
+    settings = TrainSettings(output_dir=str(output_dir), epochs=4, batch_size=batch_size, eval_batch_size=4,
                              learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, lr_scheduler="linear",
-                             gradient_accumulation=1, patience=4, seed=7, metric="entity_f1")
+                             gradient_accumulation=1, patience=4, seed=7, metric="entity_f1", dp=dp)
     model = modeling.load_classifier(str(tiny_bert), LABELS, seed=settings.seed)
+    if dp is not None:
+        from tinynlp.privacy import freeze_for_private_training
+
+        freeze_for_private_training(model, freeze_top_layers)
     return train(model, train_encoded.features, dev_encoded.features,
                  DataCollatorForTokenClassification(tokenizer, label_pad_token_id=ner.IGNORE), metrics, settings,
                  callbacks=callbacks)

@@ -105,7 +105,11 @@ class IngestConfig(_Section):
     min_length: int = Field(1, ge=1, description="fewest tokens per sentence (NER) or characters per text")
     max_length: int = Field(512, ge=1, description="most tokens per sentence (NER) or characters per text")
     max_token_chars: int = Field(1000, ge=1, description="longest token allowed, in characters")
-    max_overlap: float = Field(0.05, ge=0.0, le=1.0, description="largest share of dev/test rows also found in train")
+    max_overlap: float = Field(
+        0.05, ge=0.0, le=1.0, description="largest share of distinct dev/test texts (of overlap_min_words or more, "
+        "not repeated within train) also found in train")
+    overlap_min_words: int = Field(
+        4, ge=1, description="shorter texts found in train (datelines, headers) are counted apart, not as leakage")
     # A corpus with no dev split (AG News ships train and test): dev is a seeded share of the
     # train file, held out of training. paths.dev then names the train file, so DVC tracks it.
     dev_fraction: float = Field(
@@ -241,6 +245,19 @@ class LoraConfig(_Section):
     target_modules: tuple[str, ...] = Field(("query", "value"), description="modules that get LoRA adapters")
 
 
+class DpConfig(_Section):
+    """DP-SGD with Opacus: per-example gradients clipped to max_grad_norm, Gaussian noise sized by
+    the RDP accountant so the planned steps spend at most epsilon, Poisson-sampled batches."""
+
+    enabled: bool = Field(False, description="train finetune with differential privacy (DP-SGD)")
+    epsilon: float = Field(8.0, gt=0, description="privacy budget the planned epochs may spend")
+    delta: float = Field(1e-5, gt=0, lt=1, description="failure probability; must be below 1 / train examples")
+    max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
+    top_layers: int = Field(
+        2, ge=0, description="the top N encoder layers train with the head (0: the head only; the layer count: all); "
+        "embeddings stay frozen")
+
+
 class _TrainingSection(_Section):
     """The optimiser settings every training stage (finetune, prune recovery, distill) shares."""
 
@@ -269,11 +286,30 @@ class FinetuneConfig(_TrainingSection):
         "none", description="none: full fine-tuning; lora; bitfit (biases and head only)")
     lora: LoraConfig = Field(LoraConfig(), description="LoRA settings (peft: lora)")
     fgm_epsilon: float = Field(0.0, ge=0, description="> 0: FGM adversarial training")
+    dp: DpConfig = Field(DpConfig(), description="differentially private fine-tuning (Opacus DP-SGD)")
+    decoding: Literal["auto", "argmax", "viterbi"] = Field(
+        "auto", description="NER: viterbi (the best tag sequence with no I-X after O) or argmax (each word's best "
+        "tag); auto: viterbi for NER, argmax for classification. Saved with the model: evaluate, predict and serve "
+        "decode alike")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":
         if self.stride >= self.max_length // 2:
             raise ValueError("stride must be less than half of max_length")
+        return self
+
+    @model_validator(mode="after")
+    def _dp_accounting_holds(self) -> "FinetuneConfig":
+        # each of these would spend privacy the accountant does not see
+        if self.dp.enabled and self.gradient_accumulation != 1:
+            raise ValueError("dp.enabled needs gradient_accumulation: 1 (DP-SGD samples each step's batch "
+                             "itself; raise batch_size instead)")
+        if self.dp.enabled and self.fgm_epsilon > 0:
+            raise ValueError("dp.enabled cannot be combined with fgm_epsilon > 0 (the adversarial pass is a "
+                             "second, unclipped gradient per example)")
+        if self.dp.enabled and self.peft != "none":
+            raise ValueError(f"dp.enabled is not combined with peft: {self.peft} (DP-SGD trains the top encoder "
+                             "layers and the head: choose them with dp.top_layers)")
         return self
 
 
@@ -445,6 +481,24 @@ class RetrainConfig(_Section):
         return self
 
 
+class ServeConfig(_Section):
+    """`tinynlp serve`: what one request may cost, and how concurrent requests share the model.
+    Over a limit a request is answered at once (413, or 503 with Retry-After), never queued."""
+
+    max_body_bytes: int = Field(1_000_000, gt=0, description="largest request body; over it: 413")
+    max_texts: int = Field(256, gt=0, description="most texts per request; over it: 413")
+    max_chars: int = Field(10_000, gt=0, description="most characters per text; over it: 413, or cut (too_long)")
+    too_long: Literal["refuse", "truncate"] = Field(
+        "refuse", description="a text over max_chars: refuse the request (413), or cut it and say so in the response")
+    timeout_s: float = Field(10.0, gt=0, description="time budget of one request, reading its body included; "
+                                                     "over it: 503")
+    max_in_flight: int = Field(64, gt=0, description="requests being answered at once; more: 503 with Retry-After")
+    batch_window_ms: float = Field(
+        5.0, ge=0, description="texts of requests arriving within this window run as one ONNX batch; 0: no batching")
+    max_batch: int = Field(32, gt=0, description="most texts per ONNX batch")
+    redact_pii: bool = Field(False, description="mask personal data (e-mail, phone, card numbers...) in responses")
+
+
 class ExecutionConfig(_Section):
     """How the Prefect flow runs the DAG: independent stages (augment and pretrain; prune and
     distill) run at the same time on a thread pool, a Dask cluster or a Ray cluster. And where
@@ -485,6 +539,7 @@ class Params(_Section):
     evaluate: EvaluateConfig = Field(EvaluateConfig(), description="every variant scored and timed; the promotion gate")
     drift: DriftConfig = Field(DriftConfig(), description="a new batch against the promoted model's training data")
     retrain: RetrainConfig = Field(RetrainConfig(), description="the retraining flow")
+    serve: ServeConfig = Field(ServeConfig(), description="tinynlp serve: request limits and batching")
     execution: ExecutionConfig = Field(
         ExecutionConfig(), description="task runner, retries, training device and precision")
 
@@ -497,6 +552,26 @@ class Params(_Section):
         if same_file and not carved:
             raise ValueError("paths.dev is the train split: dev would be training data; set ingest.dev_fraction "
                              "(e.g. 0.1) to hold a share of it out as dev")
+        return self
+
+    @model_validator(mode="after")
+    def _decoding_fits_the_task(self) -> "Params":
+        if self.finetune.decoding == "viterbi" and self.ingest.task != "ner":
+            raise ValueError("finetune.decoding: viterbi constrains BIO tag sequences; it applies to NER only "
+                             f"(ingest.task is {self.ingest.task}): set finetune.decoding: argmax")
+        return self
+
+    @model_validator(mode="after")
+    def _dp_covers_the_train_texts(self) -> "Params":
+        # DP-SGD bounds what finetune learns of each train example; both of these reach the same
+        # texts outside its accounting (augmented copies count one person k times)
+        if self.finetune.dp.enabled and self.pretrain.enabled and Path(self.paths.corpus) == Path(self.paths.ingested):
+            raise ValueError("finetune.dp.enabled with pretrain.enabled on paths.corpus = the validated splits: MLM "
+                             "pretraining would read the train texts without DP; point paths.corpus at other text "
+                             "or set pretrain.enabled: false")
+        if self.finetune.dp.enabled and self.augment.enabled:
+            raise ValueError("finetune.dp.enabled with augment.enabled: each augmented copy is one more example "
+                             "of the same person, which the accountant counts as another; set augment.enabled: false")
         return self
 
 

@@ -23,7 +23,7 @@ def analyse(spec: ModelSpec, split: dict, encoded, logits: Sequence[np.ndarray],
     label2id = {label: i for i, label in enumerate(spec.labels)}
     per_sentence = ner.word_logits(encoded, logits, len(spec.labels))
     probabilities = [softmax(totals) for totals, _ in per_sentence]
-    predicted = ner.decode(encoded, logits, dict(enumerate(spec.labels)))
+    predicted = ner.decode(encoded, logits, dict(enumerate(spec.labels)), spec.decoding)
     gold = [list(tags) for tags in split["tags"]]
     types = sorted({label[2:] for label in spec.labels if label != "O"})
     words_correct = [p == g for p_row, g_row in zip(predicted, gold) for p, g in zip(p_row, g_row)]

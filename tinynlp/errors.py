@@ -75,6 +75,15 @@ class DataValidationError(PipelineError):
         return cls([Violation(file, rule, detail, tuple(lines), tuple(examples))])
 
 
+class RequestRefused(Exception):
+    """A served request answered at once with `status` (413, 422, 503) and a message naming the
+    limit it broke; `retry_after` seconds for a 503 the client may retry."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+
 # What a finished command means to a script. Drift found is a result, not an error, but scripts
 # branch on it, so it has a code of its own.
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_DATA, EXIT_BUSY, EXIT_DRIFT = 0, 1, 2, 3, 4, 5

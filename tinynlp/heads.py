@@ -20,6 +20,7 @@ class ModelSpec:
     max_length: int
     stride: int = 0
     label_all_tokens: bool = False
+    decoding: str = "argmax"         # NER: argmax per word, or viterbi under BIO constraints
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def _encode_ner(tokenizer, split: dict, spec: ModelSpec, with_labels: bool = Tru
 
 
 def _score_ner(encoded, logits: Sequence[np.ndarray], split: dict, spec: ModelSpec) -> dict:
-    predicted = ner.decode(encoded, logits, dict(enumerate(spec.labels)))
+    predicted = ner.decode(encoded, logits, dict(enumerate(spec.labels)), spec.decoding)
     return ner.entity_scores(split["tags"], predicted)
 
 

@@ -44,6 +44,7 @@ class PiiScan:
 
     counts: dict[str, int] = field(default_factory=dict)
     findings: list[tuple[int, str, str]] = field(default_factory=list)
+    shown: dict[int, str] = field(default_factory=dict)  # line -> text masked at its length (report mode)
 
 
 def pii_settings(cfg: PiiConfig):
@@ -89,6 +90,8 @@ def scan_pii(data, cfg: IngestConfig):
             found = pii.find(text, settings)
             scan.findings += [(int(line), f.type, pii.mask(text[f.start:f.end])) for f in found]
             texts.append(pii.redact_text(text, settings)[0] if found and redact else text)
+            if found and not redact:  # what the Data Docs may render of this row
+                scan.shown[int(line)] = pii.mask_spans(text, found)
         out = data.assign(text=texts) if redact else data
     scan.counts = dict(sorted(Counter(kind for _, kind, _ in scan.findings).items()))
     return out, scan
@@ -96,15 +99,18 @@ def scan_pii(data, cfg: IngestConfig):
 
 def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig,
                      scan: PiiScan | None = None):
-    overlap_texts = None if split.startswith("train") else train_texts
     if cfg.task == "ner":
         frames, rules = (validation.ner_frames(location, data, labels),
-                         validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars,
-                                              overlap_texts, cfg.max_overlap))
+                         validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars))
     else:
+        if scan is not None and scan.shown:  # rows a failing rule would quote: personal data masked
+            data = data.assign(text=[scan.shown.get(int(line), text) for line, text in zip(data["line"], data["text"])])
         frames, rules = (validation.classification_frames(location, data),
-                         validation.classification_rules(labels, cfg.min_length, cfg.max_length, overlap_texts,
-                                                         cfg.max_overlap))
+                         validation.classification_rules(labels, cfg.min_length, cfg.max_length))
+    if train_texts is not None and not split.startswith("train"):
+        lines = [s.line for s in data] if cfg.task == "ner" else data["line"].astype(int).tolist()
+        frames, rules = validation.with_train_overlap(frames, rules, texts_of(data, cfg.task), lines, train_texts,
+                                                      cfg.max_overlap, cfg.overlap_min_words, pii_masker(cfg.pii))
     if scan is not None and cfg.pii.mode in ("report", "fail"):  # the counts (report) or the rule (fail) in Data Docs
         frames, rules = validation.with_pii(frames, rules, scan.findings, refuse=cfg.pii.mode == "fail")
     return frames, rules

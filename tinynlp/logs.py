@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-PROJECT_LOGGERS = ("tinynlp", "tasks", "flows")
+PROJECT_LOGGERS = ("tinynlp", "tasks", "flows", "cli")
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -45,6 +45,8 @@ class CardInputs:
     drift: dict                    # params.drift
     code: str                      # the code version in words
     commit: str | None
+    privacy: dict | None = None    # the DP-SGD guarantee (privacy.guarantee), None: trained without DP
+    pii_mode: str = "off"          # ingest.pii.mode: what happened to personal data in the train texts
 
 
 def label_distribution(task: str, train_labels: list) -> dict[str, int]:
@@ -76,7 +78,7 @@ def build(inputs: CardInputs, card_cfg, checkpoint: str):
     data = ModelCardData(language=list(card_cfg.language), license=card_cfg.license,
                          base_model=base_model(card_cfg, checkpoint), datasets=list(card_cfg.datasets) or None,
                          metrics=[metric], pipeline_tag=PIPELINE_TAGS[inputs.task], library_name="transformers",
-                         tags=["onnx", "tinynlp", row["kind"]], model_name=f"tinynlp-{inputs.task}-{inputs.variant}",
+                         tags=["onnx", "tinynlp", row["kind"], *(["differential-privacy"] if inputs.privacy else [])], model_name=f"tinynlp-{inputs.task}-{inputs.variant}",
                          eval_results=results)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(inputs, card_cfg, row)}")
 
@@ -90,7 +92,7 @@ def _body(inputs: CardInputs, card_cfg, row: dict) -> str:
         f"model), {row['size_mb']} MB. Labels: {', '.join(inputs.labels)}.\n",
         "## Intended use\n", (card_cfg.intended_use or intended) + "\n",
         "## Out-of-scope use\n", (card_cfg.out_of_scope_use or out_of_scope) + "\n",
-        _training_data(inputs, card_cfg), _procedure(inputs), _evaluation(inputs),
+        _training_data(inputs, card_cfg), _privacy(inputs), _procedure(inputs), _evaluation(inputs),
         "## Limitations\n", "\n".join(f"- {line}" for line in inputs.analysis["limitations"])
         or "- The error analysis found no type or bucket far below the rest.", "",
         _monitoring(inputs.drift), _reproduce(inputs),
@@ -107,6 +109,29 @@ def _training_data(inputs: CardInputs, card_cfg) -> str:
     return (f"## Training data\n\nSource: {sources}; validated data version `{inputs.data_version}`; licence: "
             f"{card_cfg.data_license or 'not stated in params (evaluate.card.data_license)'}. Examples: {sizes}.\n\n"
             f"{markdown_table(rows, list(rows[0])) if rows else ''}\n")
+
+
+PII_MODES = {"off": "not looked for (ingest.pii.mode: off)",
+             "report": "counted per type but left in the text (ingest.pii.mode: report); the model may have seen them",
+             "redact": "replaced by their type name before any stage read the text (ingest.pii.mode: redact)",
+             "fail": "refused: a train file holding any would have stopped ingestion (ingest.pii.mode: fail)"}
+
+
+def _privacy(inputs: CardInputs) -> str:
+    found = f"Personal data (e-mail, phone, card numbers and the like) in the train texts: {PII_MODES[inputs.pii_mode]}."
+    dp = inputs.privacy
+    if not dp:
+        return (f"## Privacy\n\n{found} Trained without differential privacy: like any fine-tuned model it may "
+                "memorise rare strings of its training data (finetune.dp.enabled trains with DP-SGD).\n")
+    return (f"## Privacy\n\n{found}\n\nFine-tuned with differentially private SGD (Opacus): "
+            f"**(ε = {dp['epsilon']}, δ = {dp['delta']:g})-DP** for each training example (a sentence, or each window "
+            f"of one longer than the model's window). ε is what the RDP accountant counted for the {dp['steps']} steps "
+            f"taken (of {dp['planned_steps']} planned for a budget of {dp['epsilon_target']}). Every example's "
+            f"gradient was clipped to norm {dp['max_grad_norm']} and Gaussian noise of multiplier "
+            f"{dp['noise_multiplier']} added; batches were Poisson-sampled at rate {dp['sample_rate']}. Trained: "
+            f"{dp['trained']}. Not covered: the base checkpoint's own pretraining data, and the dev split (early "
+            "stopping and the gate chose on it). Only variants that read no training data after fine-tuning "
+            "(ONNX export, dynamic INT8) could be promoted.\n")
 
 
 def _procedure(inputs: CardInputs) -> str:

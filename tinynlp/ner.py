@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tinynlp.tagging import bio_constraints
+
 IGNORE = -100  # label id the loss skips (continuation subtokens, special tokens)
 
 
@@ -63,11 +65,44 @@ def word_logits(encoded: Encoded, logits: Sequence[np.ndarray], n_labels: int) -
     return list(zip(totals, seen))
 
 
-def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, str]) -> list[list[str]]:
-    """Word tags from window logits; a word the tokenizer dropped (no subtokens) is tagged O."""
-    outside = next(i for i, l in id2label.items() if l == "O")
-    return [[id2label[int(np.argmax(row))] if hit else id2label[outside] for row, hit in zip(total, mask)]
-            for total, mask in word_logits(encoded, logits, len(id2label))]
+DECODINGS = ("argmax", "viterbi")
+
+
+def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, str],
+           decoding: str = "argmax") -> list[list[str]]:
+    """Word tags from window logits; a word the tokenizer dropped (no subtokens) is tagged O.
+    `viterbi`: the most probable tag sequence in which no I-X follows anything but B-X or I-X."""
+    labels = [id2label[i] for i in range(len(id2label))]
+    return [[labels[i] for i in word_tag_ids(total, seen, labels, decoding)]
+            for total, seen in word_logits(encoded, logits, len(labels))]
+
+
+def word_tag_ids(totals: np.ndarray, seen: np.ndarray, labels: Sequence[str], decoding: str = "argmax") -> list[int]:
+    """One sentence's tag ids from its word logits (see word_logits)."""
+    outside = labels.index("O")
+    if decoding == "argmax" or len(totals) == 0:
+        return [int(np.argmax(row)) if hit else outside for row, hit in zip(totals, seen)]
+    shifted = totals - totals.max(axis=-1, keepdims=True)  # log-softmax per word
+    scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    scores[~seen] = -np.inf
+    scores[~seen, outside] = 0.0  # a dropped word is O, as with argmax
+    return viterbi(scores, *bio_constraints(labels))
+
+
+def viterbi(scores: np.ndarray, allowed: np.ndarray, start: np.ndarray) -> list[int]:
+    """The best path through per-word log-probabilities `scores` (words x tags) using only
+    `allowed` transitions (previous x next) and `start` tags at the first word."""
+    forbidden = np.where(allowed, 0.0, -np.inf)
+    best = np.where(start, scores[0], -np.inf)
+    back = np.zeros(scores.shape, dtype=np.int64)
+    for word in range(1, len(scores)):
+        candidates = best[:, None] + forbidden        # previous x next
+        back[word] = candidates.argmax(axis=0)
+        best = candidates.max(axis=0) + scores[word]
+    path = [int(best.argmax())]
+    for word in range(len(scores) - 1, 0, -1):
+        path.append(int(back[word][path[-1]]))
+    return path[::-1]
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:

@@ -447,6 +447,28 @@ def mask_text(text: str, settings: PiiSettings = DEFAULT) -> str:
     return text
 
 
+def mask_in_place(text: str, settings: PiiSettings = DEFAULT) -> str:
+    """`text` with each finding masked at its own length (see mask_same_length): character offsets
+    into the original still point at the same words, so a service can return entities' offsets with
+    the masked text."""
+    return mask_spans(text, find(text, settings))
+
+
+def mask_spans(text: str, findings: Sequence[Finding]) -> str:
+    for f in sorted(findings, key=lambda f: f.start, reverse=True):
+        text = text[:f.start] + mask_same_length(text[f.start:f.end]) + text[f.end:]
+    return text
+
+
+def mask_same_length(value: str) -> str:
+    """As `mask`, one star per hidden character: `j*******@e******.com`, `4***********1111`."""
+    local, at, domain = value.rpartition("@")
+    if at and local and "." in domain.strip("."):
+        host, dot, tld = domain.rpartition(".")
+        return local[0] + "*" * (len(local) - 1) + "@" + host[:1] + "*" * max(len(host) - 1, 0) + dot + tld
+    return mask(value)
+
+
 def mask(value: str) -> str:
     """`value` for an error message, never whole: an e-mail address as `j***@e***.com`, anything else as
     its first character, stars, and its last four characters when it has 12 or more (a card:

@@ -71,33 +71,62 @@ def entities_of(words: Sequence[str], tags: Sequence[str], probabilities: np.nda
     return entities
 
 
+def redacted_output(text: str, result: list[Entity] | Label) -> tuple[str, list[Entity] | Label]:
+    """`text` and its entities with e-mail addresses, phone and card numbers and the other personal
+    data types masked (tinynlp.pii's defaults), for services that must not echo them."""
+    from dataclasses import replace
+
+    from tinynlp import pii
+
+    masked = pii.mask_in_place(text)
+    if masked == text or not isinstance(result, list):
+        return masked, result
+    return masked, [replace(e, text=masked[e.char_start:e.char_end]) if e.char_start is not None else e
+                    for e in result]
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    directory = Path(model_dir)
+    if not (directory / MODEL_FILE).is_file() or not (directory / PIPELINE_FILE).is_file():
+        raise ConfigError(f"{directory}: not a promoted model (needs {MODEL_FILE} and {PIPELINE_FILE}); "
+                          "run the pipeline first (dvc repro)")
+    return directory
+
+
 class Predictor:
     """Loads a promoted model directory once; `predict` takes raw texts."""
 
-    def __init__(self, model_dir: str | Path, threads: int = 0, batch_size: int = 32):
+    def __init__(self, model_dir: str | Path, threads: int = 0, batch_size: int = 32, redact_pii: bool = False):
         from transformers import AutoTokenizer
 
         from tinynlp.modeling import available_cores, check_tokenizer_files
         from tinynlp.quantization import OnnxRunner
 
-        directory = Path(model_dir)
+        directory = check_model_dir(model_dir)
         meta_path = directory / PIPELINE_FILE
-        if not (directory / MODEL_FILE).is_file() or not meta_path.is_file():
-            raise ConfigError(f"{directory}: not a promoted model (needs {MODEL_FILE} and {PIPELINE_FILE}); "
-                              "run the pipeline first (dvc repro)")
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.labels = list(self.meta["labels"])
         check_tokenizer_files(directory)  # else a config-only tokenizer maps every word to [UNK], silently
         self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
         self.runner = OnnxRunner(directory / MODEL_FILE, threads or available_cores())
         self.batch_size = batch_size
+        self.redact_pii = redact_pii
 
     def stream(self, texts: Iterable[str], chunk: int = 1024) -> Iterator[tuple[str, list[Entity] | Label]]:
         """(text, result) for any number of texts, `chunk` at a time: memory stays flat however
         long the input is, and results appear while the rest is still being read."""
         iterator = iter(texts)
         while batch := list(itertools.islice(iterator, chunk)):
-            yield from zip(batch, self.predict(batch))
+            yield from self.outputs(batch)
+
+    def outputs(self, texts: Sequence[str]) -> list[tuple[str, list[Entity] | Label]]:
+        """(text, result) per text, as a caller shows them: with `redact_pii`, personal data in the
+        text and in entities is masked at its own length (offsets stay valid); the model still reads
+        the text as written."""
+        results = self.predict(texts)
+        if not self.redact_pii:
+            return list(zip(texts, results))
+        return [redacted_output(text, result) for text, result in zip(texts, results)]
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
         if self.meta["task"] == "ner":
@@ -113,9 +142,9 @@ class Predictor:
         logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
         results = []
         for totals, seen in ner.word_logits(encoded, logits, len(self.labels)):
-            probabilities = softmax(totals)
-            tags = [self.labels[int(np.argmax(p))] if hit else "O" for p, hit in zip(probabilities, seen)]
-            results.append((tags, probabilities.max(axis=-1)))
+            ids = ner.word_tag_ids(totals, seen, self.labels, self.meta.get("decoding", "argmax"))
+            probabilities = softmax(totals)  # each word's score: the probability of the tag it got
+            results.append(([self.labels[i] for i in ids], probabilities[np.arange(len(ids)), ids]))
         return results
 
     def label_texts(self, texts: Sequence[str]) -> list[Label]:

@@ -19,7 +19,7 @@ from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import digest
 from tinynlp.heads import head_for
 from tinynlp.inference import predict_logits
-from tinynlp.ingestion import read_raw_split, records_table
+from tinynlp.ingestion import read_raw_split, records_table, scan_pii
 from tinynlp.model_dir import MODEL_FILE, read_meta, spec_of
 from tinynlp.splits import hold_out
 
@@ -43,13 +43,14 @@ def incoming_files(incoming_dir: str | Path, roots: list[Path] | None = None) ->
 
 
 def read_batch(files: list[Path], cfg: IngestConfig):
-    """The records of every file of a batch in one collection (NER sentences or a frame)."""
+    """The records of every file of a batch in one collection (NER sentences or a frame), with
+    personal data redacted in `ingest.pii.mode: redact`: what data/batches/ keeps is what training
+    sees, never the raw values."""
     if cfg.format == "hf":
         raise ConfigError("retraining batches are files: set ingest.format to conll, tsv, csv or jsonl")
     parts = [read_raw_split(str(f), cfg) for f in files]
-    if cfg.task == "ner":
-        return [sentence for part in parts for sentence in part]
-    return pd.concat(parts, ignore_index=True)
+    records = [sentence for part in parts for sentence in part] if cfg.task == "ner" else pd.concat(parts, ignore_index=True)
+    return scan_pii(records, cfg)[0] if cfg.pii.mode == "redact" else records
 
 
 def batch_id(files: list[Path], now: datetime | None = None) -> str:

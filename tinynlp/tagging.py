@@ -46,6 +46,17 @@ def bio_labels(types: Iterable[str]) -> list[str]:
     return labels
 
 
+def bio_constraints(labels: Sequence[str]):
+    """(allowed, start): allowed[i, j] when tag j may follow tag i in BIO (I-X only after B-X or
+    I-X), start[j] when a sentence may open with tag j (not an I-)."""
+    import numpy as np
+
+    allowed = np.array([[not tag.startswith("I-") or entity_type(previous) == entity_type(tag) for tag in labels]
+                        for previous in labels])
+    start = np.array([not tag.startswith("I-") for tag in labels])
+    return allowed, start
+
+
 def valid_bio_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
     """Every allowed (previous tag, tag) pair; a sentence starts after an implicit O."""
     pairs = []

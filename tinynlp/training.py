@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from tinynlp import distributed, progress
+from tinynlp import distributed, privacy, progress
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class TrainSettings:
     device: str = "cpu"              # cpu | cuda | auto (execution.device)
     precision: str = "fp32"          # fp32 | fp16 | bf16 (execution.precision)
     batch_order: str = "length_grouped"  # length_grouped | random
+    dp: privacy.DpSettings | None = None  # DP-SGD (Opacus): Poisson batches, clipped and noised gradients
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainResult:
     seconds: float
     tokens_seen: int         # non-padding input tokens trained on
     world_size: int = 1      # processes that trained together (torchrun / accelerate launch)
+    privacy: dict | None = None  # DP-SGD: ε spent, δ, noise multiplier, steps (privacy.summary)
 
 
 def _progress_callback():
@@ -101,11 +103,13 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
                  "batch %d", world, device, distributed.backend(device), settings.precision, per_device,
                  settings.batch_size * settings.gradient_accumulation)
     set_seed(settings.seed)
+    dp_plan = _private_plan(model, train_features, settings, world)
     interactive = sys.stderr.isatty() and distributed.is_main()
     args = TrainingArguments(
         output_dir=settings.output_dir, num_train_epochs=settings.epochs,
         per_device_train_batch_size=per_device, per_device_eval_batch_size=settings.eval_batch_size,
         learning_rate=settings.learning_rate, weight_decay=settings.weight_decay,
+        max_grad_norm=0.0 if dp_plan else 1.0,  # DP-SGD clips each example's gradient instead
         warmup_steps=settings.warmup_ratio, lr_scheduler_type=settings.lr_scheduler,
         gradient_accumulation_steps=settings.gradient_accumulation,
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
@@ -121,7 +125,7 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         remove_unused_columns=False,  # the MLM collator needs offsets/special-token masks
         prediction_loss_only=compute_metrics is None)
     trainer = _trainer_class(loss_fn, settings.fgm_epsilon, settings.batch_size,
-                             settings.batch_order == "length_grouped")(model=model, args=args, train_dataset=_with_lengths(train_features),
+                             settings.batch_order == "length_grouped", settings.dp, dp_plan)(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
@@ -129,15 +133,43 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
     if not interactive:
         trainer.remove_callback(ProgressCallback)
     last = last_complete_checkpoint(settings.output_dir)
+    if last and dp_plan:
+        # the accountant's steps are not in the checkpoint: a restart keeps the accounting whole
+        log.warning("DP-SGD does not resume: checkpoints in %s removed, training starts over", settings.output_dir)
+        shutil.rmtree(settings.output_dir, ignore_errors=True)
+        last = None
     if last:
         log.info("resuming from checkpoint %s", last)
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        if dp_plan:
+            trainer.per_example_hooks.cleanup()  # the saved model carries no Opacus hooks or attributes
     distributed.barrier()  # every rank has loaded the best checkpoint before any caller deletes them
     history = _epoch_history(trainer.state.log_history, settings.metric)
     best = trainer.state.best_metric if trainer.state.best_metric is not None else math.nan
+    spent = privacy.summary(settings.dp, dp_plan, trainer.state.global_step) if dp_plan else None
+    if spent:
+        log.info("DP-SGD spent epsilon %.3f of %.3f (delta %g) in %d of %d planned steps", spent["epsilon"],
+                 settings.dp.epsilon, settings.dp.delta, spent["steps"], spent["planned_steps"])
     return TrainResult(trainer.model, history, float(best), last, time.monotonic() - started,
-                       int(trainer.state.num_input_tokens_seen), world)
+                       int(trainer.state.num_input_tokens_seen), world, spent)
+
+
+def _private_plan(model, train_features, settings: TrainSettings, world: int) -> privacy.DpPlan | None:
+    if settings.dp is None:
+        return None
+    if world > 1:
+        raise ValueError("finetune.dp.enabled trains in one process: per-example clipping and the accountant "
+                         "are not set up for data-parallel runs")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("DP-SGD has no parameter to train")
+    dp_plan = privacy.plan(settings.dp, len(train_features), settings.batch_size, settings.epochs)
+    log.info("DP-SGD: epsilon %g, delta %g, clip %g; Poisson sampling rate %.4g, %d planned steps, noise "
+             "multiplier %.3f", settings.dp.epsilon, settings.dp.delta, settings.dp.max_grad_norm,
+             dp_plan.sample_rate, dp_plan.planned_steps, dp_plan.noise_multiplier)
+    return dp_plan
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -207,9 +239,16 @@ class _EpochSampler(torch.utils.data.Sampler):
         return iter(get_length_grouped_indices(self.lengths, self.global_batch, generator=generator))
 
 
-def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int, grouped: bool):
+def _empty_batch() -> dict:
+    """What a Poisson step that drew no example trains on: DP-SGD still adds its noise."""
+    return {"input_ids": torch.zeros((0, 1), dtype=torch.long), "attention_mask": torch.zeros((0, 1), dtype=torch.long),
+            "labels": torch.zeros((0,), dtype=torch.long)}
+
+
+def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int, grouped: bool,
+                   dp: privacy.DpSettings | None = None, dp_plan: privacy.DpPlan | None = None):
     from torch.nn import functional as F
-    from torch.utils.data import SequentialSampler
+    from torch.utils.data import DataLoader, SequentialSampler
     from transformers import Trainer
 
     from tinynlp.efficient import FGM
@@ -219,12 +258,49 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: i
         # default loss below is already normalised over the whole step (None: the Trainer decides).
         loss_is_scaled_for_ga = None if loss_fn is None else False
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if dp_plan:
+                from opacus.grad_sample import GradSampleHooks
+
+                # per-example gradients through hooks, the model itself unwrapped (saving, loading
+                # the best checkpoint and the metrics see the plain Hugging Face model)
+                self.per_example_hooks = GradSampleHooks(self.model, loss_reduction="mean")
+
+        def get_train_dataloader(self):
+            if not dp_plan:
+                return super().get_train_dataloader()
+            collate = self.data_collator
+            return DataLoader(self.train_dataset, num_workers=0,
+                              batch_sampler=privacy.poisson_batches(len(self.train_dataset), dp_plan.sample_rate,
+                                                                    self.args.data_seed),
+                              collate_fn=lambda features: collate(features) if features else _empty_batch())
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            if dp_plan:
+                from opacus.optimizers import DPOptimizer
+
+                if not isinstance(optimizer, DPOptimizer):
+                    self.optimizer = DPOptimizer(
+                        optimizer, noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=dp.max_grad_norm,
+                        expected_batch_size=max(1, round(dp_plan.sample_rate * len(self.train_dataset))),
+                        generator=torch.Generator().manual_seed(self.args.seed))
+            return self.optimizer
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return _EpochSampler(dataset["length"], global_batch * self.args.gradient_accumulation_steps,
                                  self.args.data_seed, grouped)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
+            if dp_plan:
+                self.optimizer.zero_grad(set_to_none=True)  # the last step's per-example gradients too
+                if inputs["input_ids"].shape[0] == 0:  # an empty Poisson batch: the step is noise alone
+                    for parameter in model.parameters():
+                        if parameter.requires_grad:
+                            parameter.grad_sample = parameter.new_zeros((0, *parameter.shape))
+                    return torch.zeros(())
             loss = super().training_step(model, inputs, num_items_in_batch)
             if fgm_epsilon > 0:
                 fgm = FGM(model, fgm_epsilon)
@@ -245,6 +321,10 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: i
                 loss, outputs = loss_fn(model, inputs)
                 return (loss, outputs) if return_outputs else loss
             labels = inputs.get("labels")
+            if dp_plan and model.training:
+                outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+                loss = privacy.per_example_loss(outputs["logits"], labels.to(outputs["logits"].device))
+                return (loss, outputs) if return_outputs else loss
             if not model.training or num_items_in_batch is None or labels is None or labels.is_floating_point():
                 # the model's own per-batch mean; in evaluation without the step's token count, or
                 # the Trainer would multiply it by the process count

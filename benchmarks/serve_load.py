@@ -1,0 +1,204 @@
+"""`tinynlp serve` under load, on loopback: 1, 8 and 32 concurrent clients sending a mix of request
+sizes, with micro-batching on (`serve.batch_window_ms: 5`) and off (0) side by side, against the
+offline ceiling (the same texts through the Predictor at batch 32, in one process); then hostile
+requests, each of which must be answered within the time budget while /health keeps answering.
+
+    python benchmarks/serve_load.py [--requests 1000] [--clients 1,8,32] [--model models/promoted]
+
+Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, and the server's RSS before
+and after. Request sizes: 70% one text, 20% four, 10% sixteen (WNUT-17 test sentences).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, write_json  # noqa: E402
+from benchmarks.predict_load import sentences  # noqa: E402
+from tinynlp.reporting import markdown_table  # noqa: E402
+
+SIZES = [1] * 7 + [4] * 2 + [16]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def start_server(model: str, port: int, serve: dict, workdir: Path) -> subprocess.Popen:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["serve"].update(serve)
+    path = workdir / f"params-{port}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", model, "--port", str(port),
+                                "--params", str(path)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+
+    for _ in range(240):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise SystemExit(f"the server on port {port} did not get ready")
+
+
+async def load(port: int, texts: list[str], clients: int, total: int, seed: int) -> dict:
+    import httpx
+
+    rng = random.Random(seed)
+    plan = [[rng.choice(texts) for _ in range(rng.choice(SIZES))] for _ in range(total)]
+    latencies, statuses, done_texts = [], {}, 0
+    queue = iter(plan)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal done_texts
+        for batch in queue:
+            started = time.perf_counter()
+            response = await http.post("/predict", json={"texts": batch})
+            latencies.append(time.perf_counter() - started)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                done_texts += len(batch)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+    return {"requests_per_s": round(total / seconds, 1), "texts_per_s": round(done_texts / seconds, 1),
+            "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
+            "statuses": json.dumps(dict(sorted(statuses.items())))}
+
+
+def offline_ceiling(model: str, texts: list[str]) -> float:
+    from tinynlp.predict import Predictor
+
+    predictor = Predictor(model)
+    predictor.predict(texts[:64])  # warm up
+    started = time.perf_counter()
+    predictor.predict(texts)
+    return round(len(texts) / (time.perf_counter() - started), 1)
+
+
+async def hostile(port: int, budget: float) -> list[dict]:
+    """Each hostile request with the time it took to be answered, while /health is polled."""
+    import httpx
+
+    cases = {
+        "10 MB body": b'{"texts": ["' + b"x" * 10_000_000 + b'"]}',
+        "1M-character text": json.dumps({"texts": ["y" * 1_000_000]}).encode(),
+        "100k texts": json.dumps({"texts": ["a"] * 100_000}).encode(),
+        "invalid UTF-8": b'{"texts": ["caf\xe9"]}',
+        "nested 100k deep": b"[" * 100_000 + b"]" * 100_000,
+    }
+    rows, health_failures = [], 0
+
+    async def poll_health(stop: asyncio.Event) -> None:
+        nonlocal health_failures
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as http:
+            while not stop.is_set():
+                try:
+                    if (await http.get("/health/live")).status_code != 200:
+                        health_failures += 1
+                except httpx.HTTPError:
+                    health_failures += 1
+                await asyncio.sleep(0.1)
+
+    stop = asyncio.Event()
+    poller = asyncio.create_task(poll_health(stop))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=budget + 30) as http:
+        for name, body in cases.items():
+            started = time.perf_counter()
+            response = await http.post("/predict", content=body, headers={"content-type": "application/json"})
+            rows.append({"request": name, "status": response.status_code,
+                         "seconds": round(time.perf_counter() - started, 3), "detail": response.json()["detail"][:90]})
+        rows.append(await _trickle(port, budget))
+    stop.set()
+    await poller
+    for row in rows:
+        row["health_failures_during_run"] = health_failures
+    return rows
+
+
+async def _trickle(port: int, budget: float) -> dict:
+    """A client that sends its body one byte every half second: cut off at the time budget."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"texts": ["' + b"z" * 200 + b'"]}'
+    writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    started = time.perf_counter()
+    status = None
+    for byte in body:
+        writer.write(bytes([byte]))
+        try:
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 0.5)
+        except (asyncio.TimeoutError, ConnectionError):
+            continue
+        if line:
+            status = int(line.split()[1])
+            break
+    writer.close()
+    return {"request": "slow client (1 byte / 0.5 s)", "status": status,
+            "seconds": round(time.perf_counter() - started, 3), "detail": "cut off by serve.timeout_s"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="models/promoted")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per run")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/serve_load.json"))
+    args = parser.parse_args()
+    texts = sentences(yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["ingested"])
+    ceiling = offline_ceiling(args.model, texts)
+    rows, port, rss = [], 8790, {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for batching, window in (("on", 5.0), ("off", 0.0)):
+            port += 1
+            server = start_server(args.model, port, {"batch_window_ms": window, "max_in_flight": 256}, Path(workdir))
+            try:
+                before = rss_mb(server.pid)
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    result = asyncio.run(load(port, texts, clients, args.requests, args.seed))
+                    rows.append({"batching": batching, "clients": clients, **result,
+                                 "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
+                    print(markdown_table(rows, list(rows[0])), flush=True)
+                rss[f"batching {batching}"] = {"before_mb": before, "after_mb": rss_mb(server.pid)}
+            finally:
+                server.terminate()
+                server.wait(30)
+        port += 1
+        server = start_server(args.model, port, {}, Path(workdir))
+        try:
+            hostile_rows = asyncio.run(hostile(port, 10.0))
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(f"\noffline ceiling: {ceiling} texts/s (Predictor, batch 32); server RSS: {rss}\n")
+    print(markdown_table(hostile_rows, list(hostile_rows[0])))
+    write_json(Path(args.out), {"offline_texts_per_s": ceiling, "requests_per_run": args.requests,
+                                "cpu_count": os.cpu_count(), "rows": rows, "server_rss": rss, "hostile": hostile_rows})
+
+
+if __name__ == "__main__":
+    main()

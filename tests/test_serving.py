@@ -1,0 +1,135 @@
+"""`tinynlp serve` under limits: what one request may cost, requests in flight, micro-batching,
+metrics, health and reloading a newly promoted model."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+
+import pytest
+
+from cli import serve as serve_cli
+from test_predict import NER_LABELS, promoted
+from tinynlp.config import ServeConfig
+from tinynlp.predict import Predictor
+from tinynlp.errors import RequestRefused
+from tinynlp.serving import parse_texts
+
+
+def body(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize("raw, status, named", [
+    (body({"texts": ["a"] * 5}), 413, "serve.max_texts"),
+    (body({"texts": ["x" * 11]}), 413, "serve.max_chars"),
+    (b'{"texts": ["caf\xe9"]}', 422, "not UTF-8 (byte 15"),
+    (b"[" * 100_000 + b"]" * 100_000, 422, "nests deeper than 32"),
+    (b'{"texts": ["a"', 422, "not JSON"),
+    (body({"texts": "a"}), 422, "non-empty list of strings"),
+    (body({"texts": []}), 422, "non-empty list of strings"),
+    (body({"texts": ["a", 3]}), 422, "non-empty list of strings"),
+])
+def test_each_limit_is_refused_naming_it(raw, status, named):
+    with pytest.raises(RequestRefused) as refused:
+        parse_texts(raw, ServeConfig(max_texts=4, max_chars=10))
+    assert refused.value.status == status and named in refused.value.message
+
+
+def test_too_long_texts_are_cut_when_the_operator_chose_it():
+    texts, cut = parse_texts(body({"texts": ["short", "x" * 25]}), ServeConfig(max_chars=10, too_long="truncate"))
+    assert texts == ["short", "x" * 10] and cut == [1]
+
+
+@pytest.fixture
+def model(tiny_bert, tmp_path):
+    return promoted(tiny_bert, tmp_path / "ner", "ner", NER_LABELS, favour="B-person")
+
+
+def slow_outputs(monkeypatch, seconds: float):
+    original = Predictor.outputs
+
+    def outputs(self, texts):
+        time.sleep(seconds)
+        return original(self, texts)
+
+    monkeypatch.setattr(Predictor, "outputs", outputs)
+
+
+async def post_all(app, bodies: list) -> list:
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        return await asyncio.gather(*(client.post("/predict", json=b) for b in bodies))
+
+
+def test_bodies_over_the_size_limit_are_refused_with_or_without_a_length(model):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(serve_cli.build_app(model, cfg=ServeConfig(max_body_bytes=100)))
+    declared = client.post("/predict", content=body({"texts": ["y" * 200]}), headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "serve.max_body_bytes" in declared.json()["detail"]
+    chunked = client.post("/predict", content=(b'{"texts": ["' + b"z" * 50 for _ in range(4)))
+    assert chunked.status_code == 413
+    assert client.post("/predict", json={"texts": ["Alice ."]}).status_code == 200
+
+
+def test_requests_over_the_in_flight_bound_get_503_with_retry_after(model, monkeypatch):
+    slow_outputs(monkeypatch, 0.5)
+    app = serve_cli.build_app(model, cfg=ServeConfig(max_in_flight=1, batch_window_ms=0))
+    answers = asyncio.run(post_all(app, [{"texts": ["Alice ."]}, {"texts": ["Bob ."]}]))
+    assert sorted(r.status_code for r in answers) == [200, 503]
+    busy = next(r for r in answers if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "serve.max_in_flight" in busy.json()["detail"]
+
+
+def test_a_request_over_its_time_budget_gets_503(model, monkeypatch):
+    slow_outputs(monkeypatch, 1.0)
+    app = serve_cli.build_app(model, cfg=ServeConfig(timeout_s=0.2))
+    [answer] = asyncio.run(post_all(app, [{"texts": ["Alice ."]}]))
+    assert answer.status_code == 503 and "serve.timeout_s" in answer.json()["detail"]
+
+
+def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(model):
+    from fastapi.testclient import TestClient
+
+    app = serve_cli.build_app(model, cfg=ServeConfig(batch_window_ms=100, max_batch=32))
+    texts = [f"Alice number {i} ." for i in range(8)]
+    answers = asyncio.run(post_all(app, [{"texts": [t]} for t in texts]))
+    assert [r.json()["results"][0]["text"] for r in answers] == texts
+    assert all(r.json()["results"][0]["entities"][1]["word"] == "number" for r in answers)
+    exposition = TestClient(app).get("/metrics").text
+    batches = float(next(l for l in exposition.splitlines() if l.startswith("tinynlp_batch_texts_count")).split()[-1])
+    assert batches < 8, exposition  # fewer model calls than requests
+    assert 'tinynlp_requests_total{endpoint="/predict",status="200"} 8.0' in exposition
+    assert 'tinynlp_model_info{task="ner",variant="test",version="unversioned"} 1.0' in exposition
+
+
+def test_health_says_live_at_once_and_ready_once_the_model_is_loaded(model):
+    from fastapi.testclient import TestClient
+
+    app = serve_cli.build_app(model, load_in_background=True)
+    with TestClient(app) as client:
+        assert client.get("/health/live").json() == {"status": "alive"}
+        for _ in range(100):
+            if client.get("/health/ready").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert client.get("/health/ready").json() == {"status": "ready"}
+        assert client.post("/predict", json={"texts": ["Alice ."]}).status_code == 200
+
+
+def test_reload_serves_a_newly_promoted_model_and_keeps_the_old_one_if_the_new_fails(model, tiny_bert, tmp_path):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(serve_cli.build_app(model))
+    assert client.post("/predict", json={"texts": ["Alice ."]}).json()["results"][0]["entities"][0]["entity_group"] == "person"
+    shutil.rmtree(model)
+    promoted(tiny_bert, model, "ner", NER_LABELS, favour="B-location")
+    assert client.post("/admin/reload").json()["status"] == "loaded"
+    assert client.post("/predict", json={"texts": ["Alice ."]}).json()["results"][0]["entities"][0]["entity_group"] == "location"
+    (model / "model.onnx").unlink()
+    failed = client.post("/admin/reload")
+    assert failed.status_code == 409 and "kept the model being served" in failed.json()["detail"]
+    assert client.post("/predict", json={"texts": ["Alice ."]}).status_code == 200

@@ -1,0 +1,172 @@
+"""What `tinynlp serve` needs besides a web framework: request limits checked in one place, a
+micro-batcher that runs the texts of concurrent requests as one ONNX batch, and the service's
+Prometheus metrics. No FastAPI here: cli/serve.py wires these into the app."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from tinynlp.errors import RequestRefused
+
+log = logging.getLogger(__name__)
+
+
+MAX_JSON_DEPTH = 32  # a {"texts": [...]} body is 2 deep; json.loads would recurse into anything
+
+
+def parse_texts(body: bytes, cfg) -> tuple[list[str], list[int]]:
+    """The texts of a /predict body, within `cfg` (ServeConfig), and the indices of the texts cut
+    to `max_chars` (too_long: truncate). Every refusal names the limit and the params key."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestRefused(422, f"the body is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise RequestRefused(422, f"the body nests deeper than {MAX_JSON_DEPTH} levels; send {{\"texts\": [\"...\"]}}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RequestRefused(422, f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    texts = data.get("texts") if isinstance(data, dict) else None
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise RequestRefused(422, 'send {"texts": ["...", ...]}: a non-empty list of strings')
+    if len(texts) > cfg.max_texts:
+        raise RequestRefused(413, f"{len(texts)} texts: at most {cfg.max_texts} per request (serve.max_texts); "
+                           "use `tinynlp predict --file` for more")
+    too_long = [i for i, t in enumerate(texts) if len(t) > cfg.max_chars]
+    if too_long and cfg.too_long == "refuse":
+        raise RequestRefused(413, f"text {too_long[0]} has {len(texts[too_long[0]])} characters: at most {cfg.max_chars} "
+                           "(serve.max_chars; serve.too_long: truncate cuts instead)")
+    return [t[: cfg.max_chars] for t in texts], too_long
+
+
+def _depth(text: str) -> int:
+    """The deepest bracket nesting outside strings, in one pass (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    future: asyncio.Future
+
+
+@dataclass
+class MicroBatcher:
+    """Texts of requests that arrive within `window_s` of the first one run together, up to
+    `max_batch` texts (a bigger request runs alone), one batch at a time on a worker thread: the
+    model is called once for many small requests instead of once each."""
+
+    run: Callable[[list[str]], list]
+    window_s: float
+    max_batch: int
+    on_batch: Callable[[int], None] = lambda size: None
+    _queue: asyncio.Queue | None = field(default=None, init=False)
+    _task: asyncio.Task | None = field(default=None, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+
+    async def submit(self, texts: list[str]) -> list:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # the queue and its worker belong to the loop serving (a test client's
+            self._queue, self._task, self._loop = asyncio.Queue(), loop.create_task(self._work()), loop  # may change)
+        future = loop.create_future()
+        await self._queue.put(_Pending(texts, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _work(self) -> None:
+        carry = None
+        while True:
+            first = carry or await self._queue.get()
+            carry, batch, size = None, [first], len(first.texts)
+            if self.window_s > 0:
+                await asyncio.sleep(self.window_s)  # the window: who else arrives joins this batch
+                while size < self.max_batch and not self._queue.empty():
+                    pending = self._queue.get_nowait()
+                    if size + len(pending.texts) > self.max_batch:
+                        carry = pending  # it opens the next batch
+                        break
+                    batch.append(pending)
+                    size += len(pending.texts)
+            await self._run(batch)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        live = [p for p in batch if not p.future.done()]  # a request that timed out is not computed
+        if not live:
+            return
+        texts = [t for p in live for t in p.texts]
+        self.on_batch(len(texts))
+        try:
+            results = await asyncio.to_thread(self.run, texts)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
+            for p in live:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        at = 0
+        for p in live:
+            if not p.future.done():
+                p.future.set_result(results[at: at + len(p.texts)])
+            at += len(p.texts)
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of its own (one per app)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("tinynlp_requests", "requests answered, by endpoint and status", ["endpoint", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("tinynlp_request_seconds", "time to answer a /predict request",
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=self.registry)
+        self.texts = Histogram("tinynlp_texts_per_request", "texts in one /predict request",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
+        self.batch = Histogram("tinynlp_batch_texts", "texts per model call (micro-batches)",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.in_flight = Gauge("tinynlp_in_flight", "requests being answered", registry=self.registry)
+        self.truncated = Counter("tinynlp_truncated_texts", "texts cut to serve.max_chars", registry=self.registry)
+        self.model = Gauge("tinynlp_model_info", "the model being served (1)", ["variant", "version", "task"],
+                           registry=self.registry)
+
+    def serving(self, **labels: str) -> None:
+        self.model.clear()
+        self.model.labels(**labels).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def records_for(outputs: Sequence, truncated: Sequence[int], as_record: Callable) -> list[dict]:
+    """Response records; a text that was cut says so."""
+    records = [as_record(text, result) for text, result in outputs]
+    for index in truncated:
+        records[index]["truncated"] = True
+    return records
