@@ -194,6 +194,19 @@ def test_classification_duplicates_across_train_and_test(classification):
     clf_fails(classification, "train_overlap", "data/raw/test.tsv line 2, 3")
 
 
+
+def test_classification_leak_with_personal_data_is_found_and_quoted_masked(classification):
+    """The overlap rule compares unmasked texts (masking only what a failure quotes), so a leaked
+    row that holds an e-mail address is still found in `report` mode."""
+    leaked = ("mail jane.doe@private-mail.org about the film tonight", "pos")
+    write_tsv("data/raw/train.tsv", CLF_TRAIN + [leaked])
+    write_tsv("data/raw/test.tsv", [leaked, ("loved it", "pos")])
+    with pytest.raises(DataValidationError) as error:
+        run_ingest(parse_params(classification))
+    message = str(error.value)
+    assert "rule 'train_overlap'" in message and "data/raw/test.tsv line 2" in message
+    assert "jane.doe@private-mail.org" not in message and "about the film tonight" in message
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data").is_dir(), reason="../shared is absent")
 def test_sst2_example_profile_validates_real_data(tmp_path, monkeypatch):

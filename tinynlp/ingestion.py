@@ -99,6 +99,7 @@ def scan_pii(data, cfg: IngestConfig):
 
 def frames_and_rules(split: str, location: str, data, labels: list[str], train_texts, cfg: IngestConfig,
                      scan: PiiScan | None = None):
+    texts, lines = texts_and_lines(data, cfg.task)  # before masking: the train texts are compared unmasked
     if cfg.task == "ner":
         frames, rules = (validation.ner_frames(location, data, labels),
                          validation.ner_rules(labels, cfg.min_length, cfg.max_length, cfg.max_token_chars))
@@ -108,8 +109,7 @@ def frames_and_rules(split: str, location: str, data, labels: list[str], train_t
         frames, rules = (validation.classification_frames(location, data),
                          validation.classification_rules(labels, cfg.min_length, cfg.max_length))
     if train_texts is not None and not split.startswith("train"):
-        lines = [s.line for s in data] if cfg.task == "ner" else data["line"].astype(int).tolist()
-        frames, rules = validation.with_train_overlap(frames, rules, texts_of(data, cfg.task), lines, train_texts,
+        frames, rules = validation.with_train_overlap(frames, rules, texts, lines, train_texts,
                                                       cfg.max_overlap, cfg.overlap_min_words, pii_masker(cfg.pii))
     if scan is not None and cfg.pii.mode in ("report", "fail"):  # the counts (report) or the rule (fail) in Data Docs
         frames, rules = validation.with_pii(frames, rules, scan.findings, refuse=cfg.pii.mode == "fail")
@@ -117,7 +117,16 @@ def frames_and_rules(split: str, location: str, data, labels: list[str], train_t
 
 
 def texts_of(data, task: str) -> list[str]:
-    return [" ".join(s.tokens) for s in data] if task == "ner" else data["text"].dropna().astype(str).tolist()
+    return texts_and_lines(data, task)[0]
+
+
+def texts_and_lines(data, task: str) -> tuple[list[str], list[int]]:
+    """Each record's text (NER tokens joined by spaces) and its line in the file; records without a
+    text are left out of both, so the two stay aligned."""
+    if task == "ner":
+        return [" ".join(s.tokens) for s in data], [s.line for s in data]
+    kept = data.dropna(subset=["text"])
+    return kept["text"].astype(str).tolist(), kept["line"].astype(int).tolist()
 
 
 def records_table(data, task: str) -> pa.Table:
