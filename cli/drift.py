@@ -1,5 +1,7 @@
-"""`tinynlp drift FILE`: a batch file tested against the promoted model's training data; the
-verdict and every signal as a table, the full report in reports/drift/report.json.
+"""`tinynlp drift PATH`: a batch tested against the promoted model's training data; the verdict and
+every signal as a table, the full report in reports/drift/report.json. PATH is a labelled batch
+file, or unlabelled data: a capture folder (`serve.capture`), a `.txt` file of one text per line,
+or a CoNLL file without tags. Unlabelled data that drifted gets a labelling queue (drift.queue_dir).
 
 Exit codes: 0 no drift, 5 drift, 2 invalid params or no promoted model, 3 invalid data
 (tinynlp.errors)."""
@@ -28,7 +30,12 @@ def main(args) -> int:
         print(f"tinynlp drift: {invalid}{exc}", file=sys.stderr)
         return exit_code(exc)
     verdict = report["verdict"]
-    rows = signal_rows(verdict, params.drift.decide_on)
+    rows = signal_rows(verdict, report["decided_on"])
     print(markdown_table(rows, list(rows[0])))
     print(("DRIFT: " if verdict["drifted"] else "no drift: ") + "; ".join(verdict["reasons"]))
+    if not report["labelled"]:
+        print(f"unlabelled {report['input']}: decided on {', '.join(report['decided_on'])} (no labels to test)")
+    if "labelling_queue" in report:
+        queue = report["labelling_queue"]
+        print(f"labelling queue: {queue['texts']} text(s) in {queue['file']}, least sure first; {queue['next']}")
     return EXIT_DRIFT if verdict["drifted"] else exit_code(None)

@@ -57,10 +57,11 @@ class _Service:
 
 
 def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False, cfg=None,
-              load_in_background: bool = False):
+              load_in_background: bool = False, pii_cfg=None):
     """The app. `load_in_background`: the port opens at once and /health/ready says 503 until the
     model is loaded (what an orchestrator's readiness probe wants); otherwise it loads here, and a
-    model directory that cannot be served fails now."""
+    model directory that cannot be served fails now. `pii_cfg` (ingest.pii): how captured traffic
+    is redacted, and whether it is (mode redact)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -68,14 +69,16 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
 
     from tinynlp.config import ServeConfig
     from tinynlp.errors import RequestRefused
-    from tinynlp.serving import Metrics, MicroBatcher, parse_texts, records_for
+    from tinynlp.serving import Metrics, MicroBatcher, capture_writer, parse_texts, records_for
 
     cfg = cfg or ServeConfig()
     model_dir = Path(model_dir)
     state: dict = {"service": None, "in_flight": 0}
     metrics = Metrics()
-    batcher = MicroBatcher(lambda texts: state["service"].predictor.outputs(texts), cfg.batch_window_ms / 1000,
+    batcher = MicroBatcher(lambda texts: state["service"].predictor.served(texts), cfg.batch_window_ms / 1000,
                            cfg.max_batch, on_batch=metrics.batch.observe)
+    capture = capture_writer(cfg, redact_pii or cfg.redact_pii or (pii_cfg is not None and pii_cfg.mode == "redact"),
+                             pii_cfg, metrics)
 
     def load() -> dict:
         fresh = _Service(model_dir, threads, redact_pii or cfg.redact_pii)
@@ -91,10 +94,14 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_endpoint()))
         except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
             pass
+        if capture is not None:
+            capture.start()
         yield
         if loading is not None and not loading.done():
             loading.cancel()
         await batcher.close()
+        if capture is not None:
+            await asyncio.to_thread(capture.close)  # what is queued is written before the process exits
 
     if not load_in_background:
         load()
@@ -119,8 +126,14 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
         texts, truncated = parse_texts(await read_body(request), cfg)
         metrics.texts.observe(len(texts))
         metrics.truncated.inc(len(truncated))
-        outputs = await batcher.submit(texts)
-        return JSONResponse({"results": records_for(outputs, truncated, as_record)})
+        served = await batcher.submit(texts)
+        if capture is not None:
+            service = state["service"]
+            model = {"variant": service.variant, "version": service.version}
+            capture.offer(kept.record(model) for _, _, kept in served)
+            metrics.captured.inc(len(served))
+        return JSONResponse({"results": records_for([(text, result) for text, result, _ in served], truncated,
+                                                    as_record)})
 
     @app.post(PREDICT)
     async def predict(request: Request):
@@ -194,16 +207,19 @@ def main(args) -> int:
     from tinynlp.config import ServeConfig, load_params
 
     try:
-        cfg = load_params(args.params, check_files=False).serve if Path(args.params).is_file() else ServeConfig()
+        params = load_params(args.params, check_files=False) if Path(args.params).is_file() else None
+        cfg = params.serve if params is not None else ServeConfig()
         from tinynlp.predict import check_model_dir
 
         check_model_dir(args.model)  # a missing model is an error now, not a server that never gets ready
-        app = build_app(args.model, args.threads, args.redact_pii, cfg, load_in_background=True)
+        app = build_app(args.model, args.threads, args.redact_pii, cfg, load_in_background=True,
+                        pii_cfg=params.ingest.pii if params is not None else None)
     except PipelineError as exc:
         print(f"tinynlp serve: {exc}", file=sys.stderr)
         return exit_code(exc)
-    log.info("serving %s on http://%s:%d (POST /predict, GET /health, GET /metrics)%s", args.model, args.host,
-             args.port, "; personal data masked in responses" if args.redact_pii or cfg.redact_pii else "")
+    log.info("serving %s on http://%s:%d (POST /predict, GET /health, GET /metrics)%s%s", args.model, args.host,
+             args.port, "; personal data masked in responses" if args.redact_pii or cfg.redact_pii else "",
+             f"; traffic captured to {cfg.capture.dir}" if cfg.capture.enabled else "")
     # SIGTERM: stop accepting, let requests in flight finish (up to one time budget), then exit
     uvicorn.run(app, host=args.host, port=args.port, log_level="info",
                 timeout_graceful_shutdown=max(1, int(cfg.timeout_s)), limit_concurrency=None)

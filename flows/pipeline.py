@@ -11,6 +11,7 @@ DVC and Prefect judge "changed" from the same values.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -195,6 +196,17 @@ def run_from_cli(start: Callable[[], State]) -> int:
         log.error("%s", exc)
         return exit_code(exc)
     return state_exit_code(state)
+
+
+def run_flow_printing_result(flow_function: Callable, *args) -> int:
+    """`run_from_cli` for a flow whose result is a dict: printed as JSON when the run completes."""
+    def start() -> State:
+        state = flow_function(*args, return_state=True)
+        if state.is_completed():
+            print(json.dumps(state.result(), indent=2))
+        return state
+
+    return run_from_cli(start)
 
 
 def state_exit_code(state: State) -> int:

@@ -29,7 +29,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import versioning
-from flows.pipeline import PARAMS_FILE, configured, run_from_cli
+from flows.pipeline import PARAMS_FILE, configured, run_flow_printing_result
 from tinynlp import lineage, registry, retraining
 from tinynlp.atomic import atomic_write_json
 from tinynlp.config import Params, allowed_roots, load_params
@@ -60,7 +60,7 @@ def validate(files: list[Path], params: Params, scratch: Path) -> int:
 def drift(params: Params, batch_file: Path) -> dict:
     report = run_drift(params, batch_file)
     verdict = report["verdict"]
-    rows = signal_rows(verdict, params.drift.decide_on)
+    rows = signal_rows(verdict, report.get("decided_on", params.drift.decide_on))
     create_markdown_artifact(
         key="drift-verdict", description="the new batch against the promoted model's training data",
         markdown=f"# Drift: **{'drift' if verdict['drifted'] else 'no drift'}**\n\n"
@@ -269,13 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="retrain even without drift")
     args = parser.parse_args(argv)
 
-    def start():
-        state = retrain(args.files or None, args.force, return_state=True)
-        if state.is_completed():
-            print(json.dumps(state.result(), indent=2))
-        return state
-
-    return run_from_cli(start)
+    return run_flow_printing_result(retrain, args.files or None, args.force)
 
 
 if __name__ == "__main__":

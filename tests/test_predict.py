@@ -217,7 +217,7 @@ def test_the_server_never_logs_or_echoes_request_text(tiny_bert, tmp_path, monke
     def broken(texts):
         raise ValueError(f"cannot read {texts[0]}")
 
-    monkeypatch.setattr(Predictor, "outputs", lambda self, texts: broken(texts))
+    monkeypatch.setattr(Predictor, "served", lambda self, texts: broken(texts))
     failed = TestClient(serve_cli.build_app(model)).post("/predict", json={"texts": [secret]})
     assert failed.status_code == 500 and "ValueError" in failed.text and secret not in failed.text
     assert "ValueError" in caplog.text and secret not in caplog.text and "jane" not in caplog.text

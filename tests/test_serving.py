@@ -48,13 +48,13 @@ def model(tiny_bert, tmp_path):
 
 
 def slow_outputs(monkeypatch, seconds: float):
-    original = Predictor.outputs
+    original = Predictor.served  # what the server's micro-batches call
 
-    def outputs(self, texts):
+    def served(self, texts):
         time.sleep(seconds)
         return original(self, texts)
 
-    monkeypatch.setattr(Predictor, "outputs", outputs)
+    monkeypatch.setattr(Predictor, "served", served)
 
 
 async def post_all(app, bodies: list) -> list:

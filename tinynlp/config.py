@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tinynlp.errors import ConfigError
 
@@ -430,12 +430,29 @@ class DriftConfig(_Section):
     alpha: float = Field(0.01, gt=0, lt=1, description="significance level of every test")
     decide_on: tuple[Literal[DRIFT_SIGNALS], ...] = Field(
         ("embedding", "labels"), description="signals whose flag makes the verdict 'drift'; the rest are reported")
+    decide_on_unlabelled: tuple[Literal[DRIFT_SIGNALS], ...] = Field(
+        ("embedding", "predictions"), description="the same for data without labels (a capture folder, plain text): "
+        "signals that need no labels")
     permutations: int = Field(1000, ge=50, description="permutations per permutation test")
     max_samples: int = Field(1000, ge=20, description="rows drawn from each side for the embedding test")
     max_oov_increase: float = Field(0.05, ge=0, le=1, description="vocabulary signal: OOV-rate rise that flags")
     top_new_tokens: int = Field(20, ge=0, description="new tokens listed in the vocabulary signal")
     batch_size: int = Field(64, ge=1, description="texts per encoder call")
     seed: int = Field(0, description="seed of sampling and permutations")
+    queue_size: int = Field(50, ge=1, description="unlabelled data that drifted: texts put in a labelling queue, "
+                                                  "the model least sure of them first, spread over the new region")
+    queue_dir: str = Field("data/labelling", description="folder of labelling queues (the training data's format, "
+                                                         "the model's predictions as pre-annotations)")
+    traffic_schedule: str = Field("0 6 * * *", description="cron of the scheduled traffic check (flows/traffic.py) "
+                                                         "on serve.capture.dir; time zone: retrain.timezone")
+
+    @field_validator("decide_on_unlabelled")
+    @classmethod
+    def _needs_no_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "labels" in value or not value:
+            raise ValueError("must name at least one of embedding, length, vocabulary, predictions (unlabelled data "
+                             "has no labels to test)")
+        return value
 
 
 class RetrainGateConfig(_Section):
@@ -481,6 +498,18 @@ class RetrainConfig(_Section):
         return self
 
 
+class CaptureConfig(_Section):
+    """Served texts kept for the drift check and labelling (`tinynlp drift <folder>`), in rotating
+    JSON-lines files; personal data redacted when serve.redact_pii or ingest.pii.mode: redact says so."""
+
+    enabled: bool = Field(False, description="write served texts, predictions and confidence to `dir`")
+    dir: str = Field("data/capture", description="folder of the capture files")
+    max_file_bytes: int = Field(10_000_000, gt=0, description="a capture file is closed at this size, the next opened")
+    max_files: int = Field(20, gt=0, description="capture files kept; beyond, the oldest are deleted")
+    queue_size: int = Field(10_000, gt=0, description="records waiting for the writer; beyond, records are dropped "
+                                                      "(counted in /metrics), never requests")
+
+
 class ServeConfig(_Section):
     """`tinynlp serve`: what one request may cost, and how concurrent requests share the model.
     Over a limit a request is answered at once (413, or 503 with Retry-After), never queued."""
@@ -497,6 +526,7 @@ class ServeConfig(_Section):
         5.0, ge=0, description="texts of requests arriving within this window run as one ONNX batch; 0: no batching")
     max_batch: int = Field(32, gt=0, description="most texts per ONNX batch")
     redact_pii: bool = Field(False, description="mask personal data (e-mail, phone, card numbers...) in responses")
+    capture: CaptureConfig = Field(CaptureConfig(), description="opt-in capture of served traffic")
 
 
 class ExecutionConfig(_Section):

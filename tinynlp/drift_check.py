@@ -7,19 +7,23 @@ with its `model.onnx`. The verdict and every figure go to `reports/drift/report.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from tinynlp import drift
-from tinynlp.atomic import atomic_write_json
+from tinynlp import drift, labelling
+from tinynlp.atomic import atomic_write_json, atomic_write_text
+from tinynlp.capture import Unlabelled, conll_lines, read_capture, read_plain_text, read_tokens_only
 from tinynlp.config import DriftConfig, Params
 from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import digest
-from tinynlp.ingestion import pii_masker, records_table, validate_batch
+from tinynlp.ingestion import pii_masker, pii_settings, records_table, validate_batch
+from tinynlp.readers import read_text, text_lines
 from tinynlp.model_dir import ENCODER_FILE
 from tinynlp.splits import read_split
 
@@ -39,6 +43,8 @@ class Side:
     predicted: list | None       # the promoted model's class, or BIO tags, per row (None: no model)
     confidence: list[float] | None   # its probability of that class, or mean over the words
     unknown_rate: float          # share of subword tokens that are [UNK]
+    least: list[float] | None = None    # the least sure word's probability (classification: = confidence)
+    rows: list[int] | None = None       # which rows of `words` were sampled
 
 
 def embed_texts(runner: Runner, tokenizer, texts: Sequence[str], max_length: int, batch_size: int) -> np.ndarray:
@@ -68,13 +74,19 @@ def unknown_rate(unknown: np.ndarray, total: np.ndarray) -> float:
     return float(unknown.sum() / max(int(total.sum()), 1))
 
 
-def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str) -> tuple[list, list[float]]:
-    """The promoted model's label per row (NER: BIO tags) and its confidence (NER: mean over words)."""
+def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str,
+                 least: bool = False) -> tuple[list, list[float]] | tuple[list, list[float], list[float]]:
+    """The promoted model's label per row (NER: BIO tags) and its confidence (NER: mean over words);
+    with `least`, also the least sure word's probability (classification: the confidence again)."""
     if task == "ner":
         tagged = predictor.tag_words(words)
-        return [tags for tags, _ in tagged], [float(np.mean(p)) if len(p) else 1.0 for _, p in tagged]
-    labels = predictor.label_texts(texts)
-    return [l.label for l in labels], [l.score for l in labels]
+        predicted, confidence = [tags for tags, _ in tagged], [float(np.mean(p)) if len(p) else 1.0 for _, p in tagged]
+        lowest = [float(np.min(p)) if len(p) else 1.0 for _, p in tagged]
+    else:
+        labels = predictor.label_texts(texts)
+        predicted, confidence = [l.label for l in labels], [l.score for l in labels]
+        lowest = confidence
+    return (predicted, confidence, lowest) if least else (predicted, confidence)
 
 
 def drift_signals(cfg: DriftConfig, reference: Side, batch: Side) -> list[drift.Signal]:
@@ -110,9 +122,9 @@ def _side(columns: dict, task: str, rng: np.random.Generator, encoder: Runner, p
     sampled_words, sampled_texts = [words[i] for i in rows], [texts[i] for i in rows]
     log.info("drift: embedding and predicting %d of %d rows", len(rows), len(texts))
     vectors = embed_texts(encoder, predictor.tokenizer, sampled_texts, predictor.meta["max_length"], cfg.batch_size)
-    predicted, confidence = predict_rows(predictor, sampled_words, sampled_texts, task)
+    predicted, confidence, least = predict_rows(predictor, sampled_words, sampled_texts, task, least=True)
     return Side(words, vectors, None if labels is None else [labels[i] for i in rows], predicted, confidence,
-                unknown_rate(*subword_counts(predictor.tokenizer, sampled_texts)))
+                unknown_rate(*subword_counts(predictor.tokenizer, sampled_texts)), least, rows.tolist())
 
 
 def _encoder_path(promoted: Path) -> Path:
@@ -130,8 +142,50 @@ def _validated_records(batch: str | Path, params: Params):
         return validate_batch(batch, params, Path(docs) / "data_docs")
 
 
+TAG = re.compile(r"^(O|[BIES]-\S+)$")
+
+
+def read_unlabelled(batch: str | Path, params: Params) -> Unlabelled | None:
+    """`batch` as unlabelled rows when it has no labels: a capture folder, a `.txt` file of one text
+    per line, or (NER) a CoNLL file without a tag column (no line ends in a tag).
+    None: a labelled file, validated with the training split's rules as before. Personal data is
+    redacted unless ingest.pii.mode is report or off (then reports mask what they show)."""
+    from tinynlp.predict import split_words
+
+    path, task = Path(batch), params.ingest.task
+    if path.is_dir():
+        rows = read_capture(path, split_words)
+    elif path.suffix == ".txt" and (task != "ner" or _tag_share(path) <= 0.5):
+        rows = read_plain_text(path, split_words)
+    elif task == "ner" and params.ingest.format == "conll" and _tag_share(path) == 0:
+        rows = read_tokens_only(path)
+    else:
+        return None
+    if params.ingest.pii.mode in ("redact", "fail"):  # unlabelled traffic is not refused for personal data
+        from tinynlp import pii
+
+        settings = pii_settings(params.ingest.pii)
+        words = [pii.redact_tokens(w, settings)[0] for w in rows.words]
+        texts = [" ".join(w) if task == "ner" else pii.redact_text(t, settings)[0] for w, t in zip(words, rows.texts)]
+        rows = replace(rows, words=words, texts=texts)
+    return rows
+
+
+def _tag_share(path: Path) -> float:
+    """Share of the token lines with 2+ columns and a BIO/IOBES tag last. Any at all makes a CoNLL
+    file labelled (so a malformed labelled file fails validation, never passes as unlabelled text);
+    a `.txt` file is labelled only when most lines are."""
+    lines = [line.split() for line in text_lines(read_text(path)) if line.strip() and not line.startswith("-DOCSTART-")]
+    return sum(len(fields) >= 2 and bool(TAG.match(fields[-1])) for fields in lines) / max(len(lines), 1)
+
+
+def _unlabelled_columns(rows: Unlabelled, task: str) -> dict:
+    return {"tokens": rows.words} if task == "ner" else {"text": rows.texts}
+
+
 def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) -> dict:
-    """Validate `batch`, test it against the promoted model's training data, write and return the report."""
+    """Test `batch` (validated when labelled) against the promoted model's training data; when
+    unlabelled data drifted, write a labelling queue. Write and return the report."""
     from tinynlp.modeling import available_cores
     from tinynlp.predict import Predictor
     from tinynlp.quantization import OnnxRunner
@@ -139,28 +193,77 @@ def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) ->
     cfg, paths, task = params.drift, params.paths, params.ingest.task
     promoted = Path(paths.promoted)
     encoder_path = _encoder_path(promoted)
-    records = _validated_records(batch, params)
-    log.info("drift: batch %s is valid (%d rows); reference: %s", batch, len(records),
-             Path(paths.ingested) / "train.parquet")
+    unlabelled = read_unlabelled(batch, params)
+    if unlabelled is None:
+        records = _validated_records(batch, params)
+        columns = records_table(records, task).to_pydict()
+        log.info("drift: batch %s is valid (%d rows); reference: %s", batch, len(records),
+                 Path(paths.ingested) / "train.parquet")
+    else:
+        columns = _unlabelled_columns(unlabelled, task)
+        log.info("drift: %s: %d unlabelled rows (%s); reference: %s", batch, len(unlabelled.texts), unlabelled.kind,
+                 Path(paths.ingested) / "train.parquet")
     predictor = Predictor(promoted, available_cores(), cfg.batch_size)
     encoder = OnnxRunner(encoder_path, available_cores())
     rng = np.random.default_rng(cfg.seed)
     reference = _side(read_split(paths.ingested, "train"), task, rng, encoder, predictor, cfg)
-    new = _side(records_table(records, task).to_pydict(), task, rng, encoder, predictor, cfg)
+    new = _side(columns, task, rng, encoder, predictor, cfg)
     shown = pii_masker(params.ingest.pii)   # the new tokens a report lists: personal data masked
     signals = [replace(s, detail={**s.detail, "top_new_tokens": [[shown(w), n] for w, n in
                                                                               s.detail["top_new_tokens"]]})
                if "top_new_tokens" in s.detail else s for s in drift_signals(cfg, reference, new)]
-    verdict = drift.decide(signals, cfg.decide_on)
-    report = {"batch": str(batch), "verdict": verdict.to_dict(),
+    available = [s.name for s in signals]
+    decide_on = [name for name in (cfg.decide_on if unlabelled is None else cfg.decide_on_unlabelled)
+                 if name in available]
+    verdict = drift.decide(signals, decide_on)
+    report = {"batch": str(batch), "labelled": unlabelled is None,
+              "input": "labelled file" if unlabelled is None else unlabelled.kind,
+              "signals_available": available, "decided_on": decide_on, "verdict": verdict.to_dict(),
               "reference_rows": len(reference.words), "batch_rows": len(new.words),
               "sampled": {"reference": len(reference.vectors), "batch": len(new.vectors)},
               "reference": str(Path(paths.ingested) / "train.parquet"),
               "reference_digest": digest([Path(paths.ingested) / "train.parquet"], names=False),
               "promoted_variant": predictor.meta.get("variant"), "params": cfg.model_dump(mode="json")}
+    if unlabelled is not None and verdict.drifted:
+        report["labelling_queue"] = write_labelling_queue(params, unlabelled, reference, new)
     atomic_write_json(Path(out_dir or Path(paths.reports) / "drift") / "report.json", report)
     log.info("drift: %s: %s", "DRIFT" if verdict.drifted else "no drift", "; ".join(verdict.reasons))
     return report
+
+
+def write_labelling_queue(params: Params, rows: Unlabelled, reference: Side, batch: Side) -> dict:
+    """The `drift.queue_size` sampled texts to label first (tinynlp.labelling), in the training
+    data's format with the model's predictions as pre-annotations, and a JSON manifest beside it
+    (where each text came from, how sure the model was). Returns the manifest."""
+    cfg, ingest = params.drift, params.ingest
+    texts = [rows.texts[i] for i in batch.rows]
+    chosen, how = labelling.uncertainty_queue(batch.vectors, reference.vectors, batch.least, texts, cfg.queue_size,
+                                              cfg.seed)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path(cfg.queue_dir)
+    if ingest.task == "ner":
+        target = folder / f"queue-{stamp}.conll"
+        atomic_write_text(target, conll_lines([(rows.words[batch.rows[i]], batch.predicted[i]) for i in chosen]))
+    else:
+        target = folder / f"queue-{stamp}.{ingest.format if ingest.format in ('csv', 'jsonl') else 'tsv'}"
+        atomic_write_text(target, _table_text([(texts[i], batch.predicted[i]) for i in chosen], ingest))
+    manifest = {"file": str(target), "texts": len(chosen), "selection": how, "rows": [
+        {"origin": f"{rows.origins[batch.rows[i]][0]}:{rows.origins[batch.rows[i]][1]}",
+         "least_confidence": round(batch.least[i], 4), "confidence": round(batch.confidence[i], 4)} for i in chosen],
+        "next": f"correct the pre-annotated labels in {target.name}, then move it to {params.paths.incoming}/: "
+                "the retraining flow takes it from there"}
+    atomic_write_json(target.with_suffix(".json"), manifest)
+    log.info("drift: labelling queue of %d text(s) written to %s (least sure first)", len(chosen), target)
+    return manifest
+
+
+def _table_text(rows: list[tuple[str, str]], ingest) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=[ingest.text_column, ingest.label_column])
+    if ingest.format == "jsonl":
+        return frame.to_json(orient="records", lines=True, force_ascii=False)
+    return frame.to_csv(sep="," if ingest.format == "csv" else "\t", index=False)
 
 
 def signal_rows(verdict: dict, decide_on) -> list[dict]:

@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from tinynlp import ner, textclf
+from tinynlp.capture import Served
 from tinynlp.errors import ConfigError
 from tinynlp.inference import predict_logits
 from tinynlp.model_dir import MODEL_FILE, PIPELINE_FILE
@@ -123,17 +124,29 @@ class Predictor:
         """(text, result) per text, as a caller shows them: with `redact_pii`, personal data in the
         text and in entities is masked at its own length (offsets stay valid); the model still reads
         the text as written."""
-        results = self.predict(texts)
+        return [(shown, result) for shown, result, _ in self.served(texts)]
+
+    def served(self, texts: Sequence[str]) -> list[tuple[str, list[Entity] | Label, Served]]:
+        """`outputs`, each with what traffic capture keeps of it (words, tags, confidence)."""
+        detailed = self.predict_detailed(texts)
         if not self.redact_pii:
-            return list(zip(texts, results))
-        return [redacted_output(text, result) for text, result in zip(texts, results)]
+            return [(text, result, kept) for text, (result, kept) in zip(texts, detailed)]
+        return [(*redacted_output(text, result), kept) for text, (result, kept) in zip(texts, detailed)]
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
+        return [result for result, _ in self.predict_detailed(texts)]
+
+    def predict_detailed(self, texts: Sequence[str]) -> list[tuple[list[Entity] | Label, Served]]:
+        """Each text's result and its `Served` record: NER keeps the words, their tags and how sure
+        the model was of them (mean and least word probability)."""
         if self.meta["task"] == "ner":
             sentences = [split_words(t) for t in texts]
-            return [entities_of(words, tags, scores, text) for text, words, (tags, scores)
-                    in zip(texts, sentences, self.tag_words(sentences))]
-        return self.label_texts(texts)
+            return [(entities_of(words, tags, scores, text),
+                     Served(text, tags, float(np.mean(scores)) if len(scores) else 1.0,
+                            float(np.min(scores)) if len(scores) else 1.0, words))
+                    for text, words, (tags, scores) in zip(texts, sentences, self.tag_words(sentences))]
+        return [(label, Served(text, label.label, label.score, label.score))
+                for text, label in zip(texts, self.label_texts(texts))]
 
     def tag_words(self, sentences: list[list[str]]) -> list[tuple[list[str], np.ndarray]]:
         """NER on word lists: per sentence, a tag and the probability of that tag for every word."""

@@ -33,7 +33,7 @@ class DpPlan:
 def freeze_for_private_training(model: torch.nn.Module, top_layers: int = 2) -> str:
     """Freezes the embeddings (Opacus computes no per-example gradients for Hugging Face position
     embeddings, opacus issue #841, and the word embeddings would cost a vocabulary-sized gradient
-    per example) and every encoder layer below the top `top_layers` (0: only the head trains).
+    per example) and every encoder layer below the top `top_layers` (0: only the output layer trains).
     Fewer trained parameters means less noise in all: DP-SGD's noise grows with their number.
     Returns what still trains, in words, for the log and the model card."""
     base = model.base_model
@@ -47,7 +47,12 @@ def freeze_for_private_training(model: torch.nn.Module, top_layers: int = 2) -> 
             parameter.requires_grad_(False)
     first = len(layers) - top_layers
     if top_layers == 0:
-        return f"the head only; embeddings and all {len(layers)} encoder layers frozen"
+        # the pooler (a 384x384 dense layer on [CLS] in BERT-like classifiers) would hold nearly all
+        # the trained parameters, and the noise with them: frozen, the head is one linear layer
+        pooler = getattr(base, "pooler", None)
+        for parameter in pooler.parameters() if pooler is not None else ():
+            parameter.requires_grad_(False)
+        return f"the output layer only; embeddings, all {len(layers)} encoder layers and any pooler frozen"
     which = f"encoder layers {first}-{len(layers) - 1}" if top_layers > 1 else f"encoder layer {first}"
     return f"{which} of {len(layers)} and the head; embeddings frozen"
 

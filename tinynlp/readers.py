@@ -74,7 +74,7 @@ def _gunzip(path: Path, raw: bytes) -> bytes:
     return b"".join(out)
 
 
-def _lines(text: str) -> list[str]:
+def text_lines(text: str) -> list[str]:
     # split("\n") rather than splitlines(): the latter also breaks on \x0b, \x1c, U+2028...,
     # which would shift every line number after them.
     return [line.removesuffix("\r") for line in text.split("\n")]
@@ -90,7 +90,7 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
     width: tuple[int, int] | None = None  # (columns, line where that count was first seen)
     ragged: list[int] = []
     examples: list[str] = []
-    for number, line in enumerate(_lines(read_text(path)), start=1):
+    for number, line in enumerate(text_lines(read_text(path)), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("-DOCSTART-"):
             if tokens:
@@ -166,7 +166,7 @@ def _read_delimited(path, text: str, fmt: str, columns: Sequence[str]) -> tuple[
     never a shifted column or a silently empty field."""
     dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # long rows go to the length rules
-    physical = _lines(text)
+    physical = text_lines(text)
     reader = csv.reader((line + "\n" for line in physical), **dialect)
     header, header_line = (list(columns), 0) if columns else ([], 1)
     lines, rows, ragged = [], [], []
@@ -204,7 +204,7 @@ def _read_delimited(path, text: str, fmt: str, columns: Sequence[str]) -> tuple[
 
 def _read_jsonl(path, text: str) -> tuple[list[str], int, list[int], list[list]]:
     objects, lines = [], []
-    for number, line in enumerate(_lines(text), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         try:

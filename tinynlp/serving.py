@@ -153,6 +153,10 @@ class Metrics:
         self.truncated = Counter("tinynlp_truncated_texts", "texts cut to serve.max_chars", registry=self.registry)
         self.model = Gauge("tinynlp_model_info", "the model being served (1)", ["variant", "version", "task"],
                            registry=self.registry)
+        self.captured = Counter("tinynlp_captured_texts", "served texts queued for capture (serve.capture)",
+                                registry=self.registry)
+        self.capture_dropped = Counter("tinynlp_capture_dropped", "capture records dropped (queue full, disk "
+                                       "failing); requests are never held up", ["reason"], registry=self.registry)
 
     def serving(self, **labels: str) -> None:
         self.model.clear()
@@ -170,3 +174,26 @@ def records_for(outputs: Sequence, truncated: Sequence[int], as_record: Callable
     for index in truncated:
         records[index]["truncated"] = True
     return records
+
+
+def capture_writer(cfg, redact: bool, pii_cfg, metrics: Metrics):
+    """The traffic capture writer `serve.capture` describes (None when off). With `redact`, texts
+    and NER words are redacted as ingestion redacts training data (ingest.pii's settings)."""
+    if not cfg.capture.enabled:
+        return None
+    from pathlib import Path
+
+    from tinynlp.capture import CaptureWriter
+
+    redact_text = redact_words = None
+    if redact:
+        from tinynlp import pii
+        from tinynlp.ingestion import pii_settings
+
+        settings = pii_settings(pii_cfg) if pii_cfg is not None else pii.DEFAULT
+        redact_text = lambda text: pii.redact_text(text, settings)[0]  # noqa: E731
+        redact_words = lambda words: pii.redact_tokens(words, settings)[0]  # noqa: E731
+    capture = cfg.capture
+    return CaptureWriter(Path(capture.dir), capture.max_file_bytes, capture.max_files, capture.queue_size,
+                         redact_text, redact_words,
+                         on_drop=lambda reason, count: metrics.capture_dropped.labels(reason).inc(count))
