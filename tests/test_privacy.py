@@ -65,6 +65,15 @@ def test_private_training_spends_at_most_its_budget_and_trains_only_what_it_says
     assert not any(hasattr(p, "grad_sample") for p in result.model.parameters()), "Opacus' hooks were cleaned up"
 
 
+def test_top_layers_zero_trains_the_output_layer_alone_pooler_frozen(tiny_bert):
+    from tinynlp import modeling
+
+    model = modeling.load_classifier(str(tiny_bert), ["neg", "pos"], "AutoModelForSequenceClassification", seed=0)
+    said = privacy.freeze_for_private_training(model, top_layers=0)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier.weight", "classifier.bias"} and "pooler" in said and "output layer only" in said
+
+
 def _params_with(tmp_path, finetune: dict, **sections):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["finetune"].update(finetune)

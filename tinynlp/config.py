@@ -254,8 +254,8 @@ class DpConfig(_Section):
     delta: float = Field(1e-5, gt=0, lt=1, description="failure probability; must be below 1 / train examples")
     max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
     top_layers: int = Field(
-        2, ge=0, description="the top N encoder layers train with the head (0: the head only; the layer count: all); "
-        "embeddings stay frozen")
+        0, ge=0, description="the top N encoder layers train with the head (0: the output layer only, any pooler "
+        "frozen too; the layer count: all); embeddings stay frozen. DP noise grows with the trained parameters")
 
 
 class _TrainingSection(_Section):

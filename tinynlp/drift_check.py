@@ -206,7 +206,7 @@ def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) ->
     predictor = Predictor(promoted, available_cores(), cfg.batch_size)
     encoder = OnnxRunner(encoder_path, available_cores())
     rng = np.random.default_rng(cfg.seed)
-    reference = _side(read_split(paths.ingested, "train"), task, rng, encoder, predictor, cfg)
+    reference = _side(_reference_columns(paths.ingested, task, unlabelled), task, rng, encoder, predictor, cfg)
     new = _side(columns, task, rng, encoder, predictor, cfg)
     shown = pii_masker(params.ingest.pii)   # the new tokens a report lists: personal data masked
     signals = [replace(s, detail={**s.detail, "top_new_tokens": [[shown(w), n] for w, n in
@@ -229,6 +229,17 @@ def run_drift(params: Params, batch: str | Path, out_dir: Path | None = None) ->
     atomic_write_json(Path(out_dir or Path(paths.reports) / "drift") / "report.json", report)
     log.info("drift: %s: %s", "DRIFT" if verdict.drifted else "no drift", "; ".join(verdict.reasons))
     return report
+
+
+def _reference_columns(ingested: str, task: str, unlabelled: Unlabelled | None) -> dict:
+    """The training split; against raw texts (a capture, plain text) its NER sentences are split
+    into words as served texts are, so lengths, vocabulary and predictions compare like with like."""
+    columns = read_split(ingested, "train")
+    if task != "ner" or unlabelled is None or unlabelled.kind == "conll":
+        return columns
+    from tinynlp.predict import split_words
+
+    return {"tokens": [split_words(" ".join(tokens)) for tokens in columns["tokens"]]}
 
 
 def write_labelling_queue(params: Params, rows: Unlabelled, reference: Side, batch: Side) -> dict:
