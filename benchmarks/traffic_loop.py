@@ -10,7 +10,8 @@ the promoted model of a `dvc repro` on the default params: WNUT-17, trained on t
     served and captured (60%) and an evaluation set (40%). The drift check's queue
     (`--budget` texts: least sure, spread, distinct) and the same number of random pool sentences
     are labelled from the gold tags, each added to WNUT-17 train, and the model fine-tuned again
-    with the default recipe; entity F1 on the evaluation set, side by side, per seed.
+    with the default recipe; entity F1 on the evaluation set, side by side, per seed, with the
+    model fine-tuned on train alone (the repo's models/finetune) as the base.
 
     python benchmarks/traffic_loop.py [--parts a,b,c] [--seeds 3] [--budget 100] [--splits 20]
 """
@@ -127,15 +128,34 @@ def finetune_with(workdir: Path, added: list[Sentence], name: str, eval_file: Pa
     return round(scores[scores["metric"]], 4), times["seconds"]
 
 
+def pool_and_held(seed: int) -> tuple[list[Sentence], list[Sentence]]:
+    """Reddit + StackExchange test sentences split per seed: 60% served and captured, 40% to score."""
+    shifted = [s for source in SHIFTED for s in read_conll(WNUT / f"by_source/test_{source}.conll", "bio")]
+    order = np.random.default_rng(seed).permutation(len(shifted))
+    cut = int(0.6 * len(shifted))
+    return [shifted[i] for i in order[:cut]], [shifted[i] for i in order[cut:]]
+
+
+def base_f1(workdir: Path, held: list[Sentence]) -> float:
+    """Entity F1 on `held` of the model fine-tuned on WNUT-17 train alone (the repo's models/finetune
+    from `dvc repro`: the same recipe, nothing added)."""
+    from benchmarks.drift_detection import pipeline_model
+    from tinynlp import retraining
+
+    served = workdir / "base-served"
+    if not served.is_dir():
+        pipeline_model(ROOT / "models/finetune", served, modeling.available_cores())
+    split = {"tokens": [s.tokens for s in held], "tags": [s.tags for s in held]}
+    scores = retraining.score_model_dir(served / "finetune", split, modeling.available_cores())
+    return round(scores[scores["metric"]], 4)
+
+
 def part_c(workdir: Path, seeds: int, budget: int) -> list[dict]:
     from tinynlp.drift_check import run_drift
 
-    shifted = [s for source in SHIFTED for s in read_conll(WNUT / f"by_source/test_{source}.conll", "bio")]
     rows = []
     for seed in range(seeds):
-        order = np.random.default_rng(seed).permutation(len(shifted))
-        cut = int(0.6 * len(shifted))
-        pool, held = [shifted[i] for i in order[:cut]], [shifted[i] for i in order[cut:]]
+        pool, held = pool_and_held(seed)
         seed_dir = workdir / f"seed-{seed}"
         seed_dir.mkdir()
         eval_file = seed_dir / "eval.conll"
@@ -151,7 +171,8 @@ def part_c(workdir: Path, seeds: int, budget: int) -> list[dict]:
         index = {origin: i for i, origin in enumerate(captured.origins)}   # served in pool order
         queued = [pool[index[tuple(_origin(r["origin"]))]] for r in report["labelling_queue"]["rows"]]
         random = [pool[i] for i in labelling.random_queue(captured.texts, len(queued), seed)]
-        row = {"seed": seed, "pool": len(pool), "eval sentences": len(held), "labelled": len(queued)}
+        row = {"seed": seed, "pool": len(pool), "eval sentences": len(held), "labelled": len(queued),
+               "base F1": base_f1(workdir, held)}
         for name, added in (("uncertainty", queued), ("random", random)):
             f1, seconds = finetune_with(seed_dir, added, name, eval_file)
             row[f"{name} F1"], row[f"{name} s"] = f1, seconds
@@ -193,7 +214,7 @@ def main() -> None:
         if "c" in args.parts:
             rows = part_c(workdir, args.seeds, args.budget)
             mean = lambda key: round(float(np.mean([r[key] for r in rows])), 4)
-            result["labelling"] = {"rows": rows, "uncertainty_f1_mean": mean("uncertainty F1"),
+            result["labelling"] = {"rows": rows, "base_f1_mean": mean("base F1"), "uncertainty_f1_mean": mean("uncertainty F1"),
                                    "random_f1_mean": mean("random F1"), "difference_mean": mean("uncertainty - random")}
             write_json(out, result)
             print(markdown_table(rows, list(rows[0])))
