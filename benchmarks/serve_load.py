@@ -4,9 +4,12 @@ offline ceiling (the same texts through the Predictor at batch 32, in one proces
 requests, each of which must be answered within the time budget while /health keeps answering.
 
     python benchmarks/serve_load.py [--requests 1000] [--clients 1,8,32] [--model models/promoted]
+        [--client raw|httpx] [--windows 5,0] [--rss-requests 10000] [--no-hostile]
 
-Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, and the server's RSS before
-and after. Request sizes: 70% one text, 20% four, 10% sixteen (WNUT-17 test sentences).
+Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, the CPU seconds the server
+and the load generator used (both share the machine's cores), and the server's RSS before and
+after (and after `--rss-requests` more). Request sizes: 70% one text, 20% four, 10% sixteen
+(WNUT-17 test sentences).
 """
 from __future__ import annotations
 
@@ -58,34 +61,75 @@ def start_server(model: str, port: int, serve: dict, workdir: Path) -> subproces
     raise SystemExit(f"the server on port {port} did not get ready")
 
 
-async def load(port: int, texts: list[str], clients: int, total: int, seed: int) -> dict:
-    import httpx
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _raw_post(reader, writer, body: bytes) -> int:
+    """One POST /predict on a kept-alive connection, as little client work as HTTP/1.1 allows."""
+    writer.write(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    await reader.readexactly(length)
+    return status
+
+
+async def load(port: int, texts: list[str], clients: int, total: int, seed: int, server_pid: int | None = None,
+               client_kind: str = "raw") -> dict:
+    """`total` requests from `clients` concurrent connections. `raw`: a minimal HTTP/1.1 client on
+    asyncio streams, so the load generator takes little of the 2 cores the server needs; `httpx`:
+    the client of the first measurements. CPU seconds of the server and of this process are kept."""
+    import resource
 
     rng = random.Random(seed)
     plan = [[rng.choice(texts) for _ in range(rng.choice(SIZES))] for _ in range(total)]
     latencies, statuses, done_texts = [], {}, 0
     queue = iter(plan)
 
-    async def client(http: httpx.AsyncClient) -> None:
+    def record(started: float, status: int, batch: list[str]) -> None:
         nonlocal done_texts
+        latencies.append(time.perf_counter() - started)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == 200:
+            done_texts += len(batch)
+
+    async def raw_client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for batch in queue:
+                started = time.perf_counter()
+                record(started, await _raw_post(reader, writer, json.dumps({"texts": batch}).encode()), batch)
+        finally:
+            writer.close()
+
+    async def httpx_client(http) -> None:
         for batch in queue:
             started = time.perf_counter()
-            response = await http.post("/predict", json={"texts": batch})
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code == 200:
-                done_texts += len(batch)
+            record(started, (await http.post("/predict", json={"texts": batch})).status_code, batch)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        seconds = time.perf_counter() - started
+    usage = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+    client_cpu, server_cpu = usage(), cpu_seconds(server_pid) if server_pid else 0.0
+    started = time.perf_counter()
+    if client_kind == "raw":
+        await asyncio.gather(*(raw_client() for _ in range(clients)))
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
+            await asyncio.gather(*(httpx_client(http) for _ in range(clients)))
+    seconds = time.perf_counter() - started
     latencies.sort()
     pick = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
     return {"requests_per_s": round(total / seconds, 1), "texts_per_s": round(done_texts / seconds, 1),
             "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-            "statuses": json.dumps(dict(sorted(statuses.items())))}
+            "statuses": json.dumps(dict(sorted(statuses.items()))),
+            "server_cpu_s": round(cpu_seconds(server_pid) - server_cpu, 1) if server_pid else None,
+            "client_cpu_s": round(usage() - client_cpu, 1), "seconds": round(seconds, 1)}
 
 
 def offline_ceiling(model: str, texts: list[str]) -> float:
@@ -167,37 +211,53 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per run")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (see load())")
+    parser.add_argument("--windows", default="5,0", help="batch_window_ms values, one run each (0: batching off)")
+    parser.add_argument("--rss-requests", type=int, default=0, help="then this many requests more at the largest "
+                                                                   "client count, RSS before and after (flat?)")
+    parser.add_argument("--no-hostile", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/serve_load.json"))
     args = parser.parse_args()
     texts = sentences(yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["ingested"])
     ceiling = offline_ceiling(args.model, texts)
     rows, port, rss = [], 8790, {}
     with tempfile.TemporaryDirectory() as workdir:
-        for batching, window in (("on", 5.0), ("off", 0.0)):
+        clients_list = [int(c) for c in args.clients.split(",")]
+        for window in [float(w) for w in args.windows.split(",")]:
+            batching = f"on ({window:g} ms)" if window else "off"
             port += 1
             server = start_server(args.model, port, {"batch_window_ms": window, "max_in_flight": 256}, Path(workdir))
             try:
                 before = rss_mb(server.pid)
-                for clients in [int(c) for c in args.clients.split(",")]:
-                    result = asyncio.run(load(port, texts, clients, args.requests, args.seed))
+                for clients in clients_list:
+                    result = asyncio.run(load(port, texts, clients, args.requests, args.seed, server.pid, args.client))
                     rows.append({"batching": batching, "clients": clients, **result,
                                  "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
                     print(markdown_table(rows, list(rows[0])), flush=True)
-                rss[f"batching {batching}"] = {"before_mb": before, "after_mb": rss_mb(server.pid)}
+                rss[batching] = {"before_mb": before, "after_mb": rss_mb(server.pid)}
+                if args.rss_requests:
+                    asyncio.run(load(port, texts, max(clients_list), args.rss_requests, args.seed + 1, server.pid,
+                                     args.client))
+                    rss[batching][f"after_{args.rss_requests}_more_mb"] = rss_mb(server.pid)
+                print(f"server RSS, batching {batching}: {rss[batching]}", flush=True)
             finally:
                 server.terminate()
                 server.wait(30)
-        port += 1
-        server = start_server(args.model, port, {}, Path(workdir))
-        try:
-            hostile_rows = asyncio.run(hostile(port, 10.0))
-        finally:
-            server.terminate()
-            server.wait(30)
+        hostile_rows = []
+        if not args.no_hostile:
+            port += 1
+            server = start_server(args.model, port, {}, Path(workdir))
+            try:
+                hostile_rows = asyncio.run(hostile(port, 10.0))
+            finally:
+                server.terminate()
+                server.wait(30)
     print(f"\noffline ceiling: {ceiling} texts/s (Predictor, batch 32); server RSS: {rss}\n")
-    print(markdown_table(hostile_rows, list(hostile_rows[0])))
+    if hostile_rows:
+        print(markdown_table(hostile_rows, list(hostile_rows[0])))
     write_json(Path(args.out), {"offline_texts_per_s": ceiling, "requests_per_run": args.requests,
-                                "cpu_count": os.cpu_count(), "rows": rows, "server_rss": rss, "hostile": hostile_rows})
+                                "client": args.client, "cpu_count": os.cpu_count(), "rows": rows, "server_rss": rss,
+                                "hostile": hostile_rows})
 
 
 if __name__ == "__main__":
