@@ -1,7 +1,7 @@
 """`tinynlp drift PATH`: a batch tested against the promoted model's training data; the verdict and
 every signal as a table, the full report in reports/drift/report.json. PATH is a labelled batch
 file, or unlabelled data: a capture folder (`serve.capture`), a `.txt` file of one text per line,
-or a CoNLL file without tags. Unlabelled data that drifted gets a labelling queue (drift.queue_dir).
+a CoNLL file without tags, or a classification table without its label column. Unlabelled data that drifted gets a labelling queue (drift.queue_dir).
 
 Exit codes: 0 no drift, 5 drift, 2 invalid params or no promoted model, 3 invalid data
 (tinynlp.errors)."""

@@ -225,3 +225,19 @@ def test_traffic_check_deployment_uses_its_cron_from_params(prefect_backend):
         deployment = client.read_deployment(deployment_id)
     assert deployment.name == TRAFFIC_DEPLOYMENT
     assert [s.schedule.cron for s in deployment.schedules] == [params.drift.traffic_schedule]
+
+
+def test_a_classification_file_without_its_label_column_is_read_as_unlabelled(workspace):
+    from conftest import use_classification
+    from tinynlp.drift_check import read_unlabelled
+
+    use_classification(workspace)
+    params = load_params("params.yaml")
+    Path("texts.tsv").write_text("text\nAlice lives in Paris\n\nBob works in Rome\n", encoding="utf-8")
+    rows = read_unlabelled("texts.tsv", params)
+    assert rows.kind == "table" and rows.texts == ["Alice lives in Paris", "Bob works in Rome"]
+    assert [line for _, line in rows.origins] == [2, 4]
+    assert read_unlabelled("data/raw/train.tsv", params) is None   # labelled: validated as before
+    Path("empty.tsv").write_text("text\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="empty.tsv.*no texts"):
+        read_unlabelled("empty.tsv", params)

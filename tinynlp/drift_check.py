@@ -20,10 +20,10 @@ from tinynlp import drift, labelling
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.capture import Unlabelled, conll_lines, read_capture, read_plain_text, read_tokens_only
 from tinynlp.config import DriftConfig, Params
-from tinynlp.errors import ConfigError
+from tinynlp.errors import ConfigError, DataValidationError
 from tinynlp.fingerprints import digest
 from tinynlp.ingestion import pii_masker, pii_settings, records_table, validate_batch
-from tinynlp.readers import read_text, text_lines
+from tinynlp.readers import read_table, read_text, table_columns, text_lines
 from tinynlp.model_dir import ENCODER_FILE
 from tinynlp.splits import read_split
 
@@ -147,7 +147,8 @@ TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
 def read_unlabelled(batch: str | Path, params: Params) -> Unlabelled | None:
     """`batch` as unlabelled rows when it has no labels: a capture folder, a `.txt` file of one text
-    per line, or (NER) a CoNLL file without a tag column (no line ends in a tag).
+    per line, (NER) a CoNLL file without a tag column (no line ends in a tag), or (classification)
+    a TSV/CSV/JSON-lines file with the text column and no label column.
     None: a labelled file, validated with the training split's rules as before. Personal data is
     redacted unless ingest.pii.mode is report or off (then reports mask what they show)."""
     from tinynlp.predict import split_words
@@ -159,6 +160,8 @@ def read_unlabelled(batch: str | Path, params: Params) -> Unlabelled | None:
         rows = read_plain_text(path, split_words)
     elif task == "ner" and params.ingest.format == "conll" and _tag_share(path) == 0:
         rows = read_tokens_only(path)
+    elif task == "classification" and _lacks_labels(path, params.ingest):
+        rows = _texts_only(path, params.ingest, split_words)
     else:
         return None
     if params.ingest.pii.mode in ("redact", "fail"):  # unlabelled traffic is not refused for personal data
@@ -177,6 +180,25 @@ def _tag_share(path: Path) -> float:
     a `.txt` file is labelled only when most lines are."""
     lines = [line.split() for line in text_lines(read_text(path)) if line.strip() and not line.startswith("-DOCSTART-")]
     return sum(len(fields) >= 2 and bool(TAG.match(fields[-1])) for fields in lines) / max(len(lines), 1)
+
+
+def _lacks_labels(path: Path, ingest) -> bool:
+    """A TSV/CSV/JSON-lines file with the text column and no label column (header-less layouts
+    name their columns in params, so they always have both)."""
+    if ingest.format not in ("tsv", "csv", "jsonl") or ingest.columns:
+        return False
+    names = table_columns(path, ingest.format, ingest.columns)
+    return ingest.text_column in names and ingest.label_column not in names
+
+
+def _texts_only(path: Path, ingest, split_words) -> Unlabelled:
+    # read_table needs a label column: the text column stands in for it, and is not used as one
+    frame = read_table(path, ingest.format, ingest.columns, ingest.text_column, ingest.text_column)
+    frame = frame[frame["text"].notna() & (frame["text"].astype(str).str.strip() != "")]
+    texts = frame["text"].astype(str).tolist()
+    if not texts:
+        raise DataValidationError.single(str(path), "not_empty", "no texts to test for drift")
+    return Unlabelled([split_words(t) for t in texts], texts, [(str(path), int(n)) for n in frame["line"]], "table")
 
 
 def _unlabelled_columns(rows: Unlabelled, task: str) -> dict:
