@@ -97,7 +97,7 @@ def plain_minilm(workdir: Path, threads: int, max_length: int) -> Model:
 
 def build_pool(model: Model, words: list[list[str]], texts: list[str], labels: list | None, batch_size: int) -> Pool:
     vectors = embed_texts(model.encoder, model.tokenizer, texts, model.max_length, batch_size)
-    predicted, confidence = (predict_rows(model.predictor, words, texts, model.task) if model.predictor
+    predicted, confidence = (predict_rows(model.predictor, words, texts, model.task)[:2] if model.predictor
                              else (None, None))
     return Pool(words, labels, vectors, predicted, confidence, *subword_counts(model.tokenizer, texts))
 

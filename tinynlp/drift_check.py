@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from tinynlp import drift, labelling
+from tinynlp import drift, labelling, retraining
 from tinynlp.atomic import atomic_write_json, atomic_write_text
-from tinynlp.capture import Unlabelled, conll_lines, read_capture, read_plain_text, read_tokens_only
+from tinynlp.capture import Unlabelled, read_capture, read_plain_text, read_tokens_only
 from tinynlp.config import DriftConfig, Params
 from tinynlp.errors import ConfigError, DataValidationError
 from tinynlp.fingerprints import digest
 from tinynlp.ingestion import pii_masker, pii_settings, records_table, validate_batch
-from tinynlp.readers import read_table, read_text, table_columns, text_lines
+from tinynlp.readers import Sentence, read_table, read_text, table_columns, text_lines
 from tinynlp.model_dir import ENCODER_FILE
 from tinynlp.splits import read_split
 
@@ -74,10 +75,9 @@ def unknown_rate(unknown: np.ndarray, total: np.ndarray) -> float:
     return float(unknown.sum() / max(int(total.sum()), 1))
 
 
-def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str,
-                 least: bool = False) -> tuple[list, list[float]] | tuple[list, list[float], list[float]]:
-    """The promoted model's label per row (NER: BIO tags) and its confidence (NER: mean over words);
-    with `least`, also the least sure word's probability (classification: the confidence again)."""
+def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str) -> tuple[list, list[float], list[float]]:
+    """The promoted model's label per row (NER: BIO tags), its confidence (NER: mean over words) and
+    the least sure word's probability (classification: the confidence again)."""
     if task == "ner":
         tagged = predictor.tag_words(words)
         predicted, confidence = [tags for tags, _ in tagged], [float(np.mean(p)) if len(p) else 1.0 for _, p in tagged]
@@ -86,7 +86,7 @@ def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str,
         labels = predictor.label_texts(texts)
         predicted, confidence = [l.label for l in labels], [l.score for l in labels]
         lowest = confidence
-    return (predicted, confidence, lowest) if least else (predicted, confidence)
+    return predicted, confidence, lowest
 
 
 def drift_signals(cfg: DriftConfig, reference: Side, batch: Side) -> list[drift.Signal]:
@@ -122,7 +122,7 @@ def _side(columns: dict, task: str, rng: np.random.Generator, encoder: Runner, p
     sampled_words, sampled_texts = [words[i] for i in rows], [texts[i] for i in rows]
     log.info("drift: embedding and predicting %d of %d rows", len(rows), len(texts))
     vectors = embed_texts(encoder, predictor.tokenizer, sampled_texts, predictor.meta["max_length"], cfg.batch_size)
-    predicted, confidence, least = predict_rows(predictor, sampled_words, sampled_texts, task, least=True)
+    predicted, confidence, least = predict_rows(predictor, sampled_words, sampled_texts, task)
     return Side(words, vectors, None if labels is None else [labels[i] for i in rows], predicted, confidence,
                 unknown_rate(*subword_counts(predictor.tokenizer, sampled_texts)), least, rows.tolist())
 
@@ -154,11 +154,14 @@ def read_unlabelled(batch: str | Path, params: Params) -> Unlabelled | None:
     from tinynlp.predict import split_words
 
     path, task = Path(batch), params.ingest.task
+    tagged = 0.0  # how much of an NER file looks tagged, read once; not a local file: labelled (ingest reads it)
+    if task == "ner":
+        tagged = _tag_share(path) if path.is_file() else 1.0
     if path.is_dir():
         rows = read_capture(path, split_words)
-    elif path.suffix == ".txt" and (task != "ner" or _tag_share(path) <= 0.5):
+    elif path.suffix == ".txt" and tagged <= 0.5:
         rows = read_plain_text(path, split_words)
-    elif task == "ner" and params.ingest.format == "conll" and _tag_share(path) == 0:
+    elif task == "ner" and params.ingest.format == "conll" and tagged == 0:
         rows = read_tokens_only(path)
     elif task == "classification" and _lacks_labels(path, params.ingest):
         rows = _texts_only(path, params.ingest, split_words)
@@ -273,13 +276,14 @@ def write_labelling_queue(params: Params, rows: Unlabelled, reference: Side, bat
     chosen, how = labelling.uncertainty_queue(batch.vectors, reference.vectors, batch.least, texts, cfg.queue_size,
                                               cfg.seed)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder = Path(cfg.queue_dir)
+    # a hub dataset (format hf) has no file format of its own: render writes CoNLL or CSV for it
+    suffix = retraining.SUFFIXES.get(ingest.format, ".conll" if ingest.task == "ner" else ".csv")
+    target = Path(cfg.queue_dir) / f"queue-{stamp}{suffix}"
     if ingest.task == "ner":
-        target = folder / f"queue-{stamp}.conll"
-        atomic_write_text(target, conll_lines([(rows.words[batch.rows[i]], batch.predicted[i]) for i in chosen]))
+        records = [Sentence(rows.words[batch.rows[i]], batch.predicted[i], 0) for i in chosen]
     else:
-        target = folder / f"queue-{stamp}.{ingest.format if ingest.format in ('csv', 'jsonl') else 'tsv'}"
-        atomic_write_text(target, _table_text([(texts[i], batch.predicted[i]) for i in chosen], ingest))
+        records = pd.DataFrame({"text": [texts[i] for i in chosen], "label": [batch.predicted[i] for i in chosen]})
+    atomic_write_text(target, retraining.render(records, ingest))  # as the retraining flow writes batches
     manifest = {"file": str(target), "texts": len(chosen), "selection": how, "rows": [
         {"origin": f"{rows.origins[batch.rows[i]][0]}:{rows.origins[batch.rows[i]][1]}",
          "least_confidence": round(batch.least[i], 4), "confidence": round(batch.confidence[i], 4)} for i in chosen],
@@ -288,15 +292,6 @@ def write_labelling_queue(params: Params, rows: Unlabelled, reference: Side, bat
     atomic_write_json(target.with_suffix(".json"), manifest)
     log.info("drift: labelling queue of %d text(s) written to %s (least sure first)", len(chosen), target)
     return manifest
-
-
-def _table_text(rows: list[tuple[str, str]], ingest) -> str:
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=[ingest.text_column, ingest.label_column])
-    if ingest.format == "jsonl":
-        return frame.to_json(orient="records", lines=True, force_ascii=False)
-    return frame.to_csv(sep="," if ingest.format == "csv" else "\t", index=False)
 
 
 def signal_rows(verdict: dict, decide_on) -> list[dict]:
