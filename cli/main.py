@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="mask e-mail addresses, phone and card numbers and other personal data in the output")
     predict.add_argument("--chunk", type=int, default=1024,
                          help="texts read and predicted at a time (memory stays flat on long files)")
+    predict.add_argument("--document", action="store_true",
+                         help="the texts are one document's sentences, in order: a model trained with document "
+                              "context (finetune.context) reads each with its neighbours")
     drift = command("drift", "test a labelled batch file for drift against the promoted model's training data",
                     "  tinynlp drift new.conll", f"exit codes: {EXIT_OK} no drift, {EXIT_DRIFT} drift found, "
                     f"{EXIT_FAILURE} failure, {EXIT_CONFIG} invalid params or no promoted model, "

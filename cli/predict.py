@@ -47,7 +47,7 @@ def main(args) -> int:
             raise ConfigError(f"{args.file}: file not found")
         predictor = Predictor(args.model, args.threads, redact_pii=args.redact_pii)
         texts = itertools.chain(args.texts, read_texts(args.file) if args.file else [])
-        for text, result in predictor.stream(texts, args.chunk):
+        for text, result in predictor.stream(texts, args.chunk, args.document):
             print(format_json(text, result) if args.json else format_result(text, result))
     except PipelineError as exc:
         print(f"tinynlp predict: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """`tinynlp serve`: the promoted model over HTTP (FastAPI on uvicorn, both installed with Prefect).
 
     POST /predict {"texts": ["Alice lives in Paris ."]}  -> {"results": [{"text": ..., "entities": [...]}]}
+                  {"texts": [...], "document": true}    -> the texts are one document's sentences, in order
     GET  /health                                          -> ready or not, with the card's variant and metrics
     GET  /health/live, /health/ready                      -> the process answers; the model is loaded
     GET  /metrics                                         -> Prometheus text format
@@ -79,7 +80,8 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
     model_dir = Path(model_dir)
     state: dict = {"service": None, "in_flight": 0}
     metrics = Metrics()
-    batcher = MicroBatcher(lambda texts: state["service"].predictor.served(texts), cfg.batch_window_ms / 1000,
+    batcher = MicroBatcher(lambda texts, documents: state["service"].predictor.served(texts, documents),
+                           cfg.batch_window_ms / 1000,
                            cfg.max_batch, on_batch=metrics.batch.observe)
     capture = capture_writer(cfg, redact_pii or cfg.redact_pii or (pii_cfg is not None and pii_cfg.mode == "redact"),
                              pii_cfg, metrics)
@@ -127,10 +129,10 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
         return bytes(body)
 
     async def answer(request: Request) -> JSONResponse:
-        texts, truncated = parse_texts(await read_body(request), cfg)
+        texts, truncated, document = parse_texts(await read_body(request), cfg)
         metrics.texts.observe(len(texts))
         metrics.truncated.inc(len(truncated))
-        served = await batcher.submit(texts)
+        served = await batcher.submit(texts, document)
         if capture is not None:
             service = state["service"]
             model = {"variant": service.variant, "version": service.version}

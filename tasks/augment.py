@@ -52,20 +52,23 @@ def _translator(cfg: AugmentConfig):
                              batch_size=bt.batch_size, max_length=bt.max_length, num_beams=bt.num_beams)
 
 
-def augmented_rows(params: Params, task: str, train: dict) -> list[augment.Augmented]:
+def augmented_rows(params: Params, task: str, train: dict, copies: int = 0) -> list[augment.Augmented]:
+    """New rows by the augment section's operations and rates; `copies` > 0 overrides its count
+    (distillation's transfer set)."""
     cfg = params.augment
     rates = method_rates(cfg, task)
     if not any(rates.values()):
-        raise ConfigError("augment: enabled, but every method's rate is 0")
+        raise ConfigError("augment: every method's rate is 0, so no augmented copy can be made (augment.enabled "
+                          "or distill.transfer.augmented_copies asked for some)")
     if task == "ner":
         if cfg.back_translation.forward:
             raise ConfigError("augment.back_translation: translation reorders words and cannot keep NER tags; "
                               "it is for text classification only")
         sentences = list(zip(train["tokens"], train["tags"]))
         synonyms = _synonyms(params, rates, (t for tokens in train["tokens"] for t in tokens))
-        return augment.augment_ner(sentences, rates, cfg.copies, cfg.seed, synonyms)
+        return augment.augment_ner(sentences, rates, copies or cfg.copies, cfg.seed, synonyms)
     synonyms = _synonyms(params, rates, (w for text in train["text"] for w in text.split()))
-    return augment.augment_texts(train["text"], rates, cfg.copies, cfg.seed, synonyms, _translator(cfg))
+    return augment.augment_texts(train["text"], rates, copies or cfg.copies, cfg.seed, synonyms, _translator(cfg))
 
 
 def merged_table(task: str, train: dict, new: list[augment.Augmented]) -> pa.Table:
@@ -74,7 +77,8 @@ def merged_table(task: str, train: dict, new: list[augment.Augmented]) -> pa.Tab
     for row in new:
         copies.setdefault(row.source, []).append(row)
     columns = ("tokens", "tags") if task == "ner" else ("text", "label")
-    out = {name: [] for name in (*columns, "line", "origin", "source_row")}
+    kept = [name for name in ("line", "document") if name in train]  # a copy stays in its row's document
+    out = {name: [] for name in (*columns, *kept, "origin", "source_row")}
     for index in range(len(train["line"])):
         originals = {name: train[name][index] for name in columns}
         for row in [None, *copies.get(index, [])]:
@@ -86,7 +90,8 @@ def merged_table(task: str, train: dict, new: list[augment.Augmented]) -> pa.Tab
                 values = {"text": row.text, "label": originals["label"]}
             for name in columns:
                 out[name].append(values[name])
-            out["line"].append(train["line"][index])
+            for name in kept:
+                out[name].append(train[name][index])
             out["origin"].append(ORIGINAL if row is None else row.origin)
             out["source_row"].append(index)
     return pa.table(out)

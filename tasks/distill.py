@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tasks.augment import augmented_rows
 from tinynlp import distill, modeling
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
@@ -15,6 +16,7 @@ from tinynlp.inference import TorchRunner, predict_logits
 from tinynlp.training import train
 from tinynlp.fingerprints import checkpoint_dir
 from tinynlp.model_dir import load_model, save_model
+from tinynlp.splits import read_split
 from tinynlp.training_data import train_settings, training_data
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ def run_distill(params: Params) -> dict:
     log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters), teacher logits %s",
              len(layer_map), layer_map, modeling.parameter_count(student) / 1e6,
              modeling.parameter_count(teacher) / 1e6, cfg.teacher_logits)
-    train_features, cache_seconds = data.train_features, 0.0
+    transfer, transfer_counts = _transfer_features(params, data)
+    train_features, cache_seconds = data.train_features + transfer, 0.0
     if cfg.teacher_logits == "cached":
         started = time.monotonic()
         logits = predict_logits(TorchRunner(teacher), train_features, params.evaluate.batch_size,
@@ -54,11 +57,38 @@ def run_distill(params: Params) -> dict:
                "student_layers": len(layer_map), "parameters": modeling.parameter_count(result.model),
                "teacher_parameters": modeling.parameter_count(teacher), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "teacher_logits_seconds": round(cache_seconds, 1),
-               "resumed": result.resumed_from is not None}
+               "resumed": result.resumed_from is not None, "transfer": transfer_counts}
     atomic_write_json(reports / "metrics.json", metrics)
     log.info("distill: best dev %s %.4f in %.0fs (+%.0fs caching teacher logits)", data.head.metric,
              result.best_metric, result.seconds, cache_seconds)
     return metrics
+
+
+def _transfer_features(params: Params, data) -> tuple[list[dict], dict[str, int]]:
+    """The transfer set's training features (distill.transfer): augmented copies of the train rows,
+    labelled, and sentences of unlabelled text, which only the teacher's targets teach."""
+    cfg, spec, head = params.distill.transfer, data.spec, data.head
+    ner = spec.task == "ner"
+    features: list[dict] = []
+    counts = {"augmented": 0, "corpus": 0}
+    if cfg.augmented_copies:
+        train = read_split(params.paths.ingested, "train")
+        new = augmented_rows(params, spec.task, train, copies=cfg.augmented_copies)
+        split = ({"tokens": [list(r.tokens) for r in new], "tags": [list(r.tags) for r in new],
+                  "document": list(range(len(new)))} if ner  # a copy has no neighbours of its own
+                 else {"text": [r.text for r in new], "label": [train["label"][r.source] for r in new]})
+        features += head.features(head.encode(data.tokenizer, split, spec))
+        counts["augmented"] = len(new)
+    if cfg.corpus_texts:
+        texts = distill.transfer_texts(params.paths.corpus, cfg.corpus_texts, params.distill.seed, ner)
+        split = {"tokens": texts, "document": list(range(len(texts)))} if ner else {"text": texts}
+        unlabelled = head.features(head.encode(data.tokenizer, split, spec, with_labels=False))
+        features += unlabelled if ner else [{**f, "labels": distill.IGNORE} for f in unlabelled]
+        counts["corpus"] = len(texts)
+    if features:
+        log.info("distill: transfer set of %d augmented copies and %d unlabelled texts (%s)", counts["augmented"],
+                 counts["corpus"], params.paths.corpus if counts["corpus"] else "no corpus")
+    return features, counts
 
 
 def _disabled(model_dir: str, reports: Path) -> dict:

@@ -3,18 +3,19 @@ checkpoint on the validated splits, early-stopped on the dev metric; saves safet
 tokenizer, label map and input settings (pipeline.json)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
 
-from tinynlp import efficient, modeling, privacy
+from tinynlp import efficient, modeling, ner, privacy
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
-from tinynlp.heads import ModelSpec
+from tinynlp.heads import ModelSpec, context_kind, head_for
 from tinynlp.training import train
 from tinynlp.fingerprints import checkpoint_dir
 from tinynlp.model_dir import save_model
-from tinynlp.splits import read_labels
+from tinynlp.splits import read_labels, read_training_split
 from tinynlp.training_data import train_settings, training_data
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,24 @@ def run_finetune(params: Params) -> dict:
     modeling.set_threads()
     task, labels = read_labels(paths.ingested)
     decoding = "viterbi" if task == "ner" and cfg.decoding != "argmax" else "argmax"
-    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens, decoding)
+    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens, decoding, cfg.casing,
+                     cfg.context.tokens, cfg.context.fallback)
     source = paths.pretrained  # written by the pretrain stage (the base checkpoint when disabled)
-    data = training_data(params, spec, modeling.load_tokenizer(source))
-    model = modeling.load_classifier(source, labels, data.head.model_class, seed=cfg.seed)
+    tokenizer = modeling.load_tokenizer(source)
+    model = modeling.load_classifier(source, labels, head_for(task).model_class, seed=cfg.seed)
+    casing = cfg.casing
+    if cfg.casing == "markers" and not ner.add_case_markers(tokenizer, model):
+        casing = "markers (redundant: the tokenizer keeps case)"
+        log.warning("finetune.casing: markers with %s, whose tokenizer keeps case already: the markers add "
+                    "length and no information", source)
+    context = context_kind(read_training_split(paths.augmented, cfg.max_train_samples), spec)
+    if cfg.context.tokens:
+        log.info("finetune: document context of %d subwords a side, from %s%s", cfg.context.tokens, context,
+                 "" if context.startswith("documents") else
+                 " (no -DOCSTART- boundaries in the train split: finetune.context.fallback)")
+        if context == "none":  # the model never sees context: evaluate, predict and serve must not add it
+            spec = dataclasses.replace(spec, context=0)
+    data = training_data(params, spec, tokenizer)
     private_part = privacy.freeze_for_private_training(model, cfg.dp.top_layers) if cfg.dp.enabled else None
     if private_part:
         log.info("DP-SGD trains %s", private_part)
@@ -60,7 +75,8 @@ def run_finetune(params: Params) -> dict:
     atomic_write_json(reports / "history.json", result.history)
     metrics = {f"dev_{data.head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
-               "resumed": result.resumed_from is not None, "world_size": result.world_size}
+               "resumed": result.resumed_from is not None, "world_size": result.world_size, "casing": casing,
+               "context": context}
     if result.privacy:  # ε actually spent (the accountant's), for the gate's table and the model card
         metrics["dp"] = {k: v for k, v in result.privacy.items() if k != "accountant"}
     atomic_write_json(reports / "metrics.json", metrics)

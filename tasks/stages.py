@@ -76,8 +76,10 @@ STAGES: tuple[Stage, ...] = (
           outs=(Output("${paths.pruned}"), _report("prune", "history.json", note=_HISTORY),
                 _report("prune", "metrics.json", metric=True))),
     Stage("distill", "distil a student with half the layers from the fine-tuned teacher",
-          params=("distill", "finetune", "evaluate.batch_size", _BASE, *_TRAINING),
-          deps=("${paths.ingested}", "${paths.augmented}", "${paths.model}"),
+          params=("distill", "finetune", "augment",  # augment: distill.transfer.augmented_copies' operations
+                  "evaluate.batch_size", _BASE, *_TRAINING),
+          deps=("${paths.ingested}", "${paths.augmented}", "${paths.model}",
+                "${paths.corpus}"),   # distill.transfer.corpus_texts samples its unlabelled text
           outs=(Output("${paths.distilled}"), _report("distill", "history.json", note=_HISTORY),
                 _report("distill", "metrics.json", metric=True))),
     Stage("quantize", "ONNX export, INT8 candidates (ONNX Runtime, Intel Neural Compressor), accuracy-aware pick",

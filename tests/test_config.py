@@ -43,11 +43,16 @@ def test_bad_values_name_the_key(section, key, value, expected):
     assert expected in str(error.value)
 
 
-def test_constrained_decoding_is_refused_for_classification():
+@pytest.mark.parametrize("key, value, message", [
+    ("decoding", "viterbi", "finetune.decoding: viterbi .* NER only"),
+    ("casing", "markers", "finetune.casing: markers .* NER only"),
+    ("context", {"tokens": 64}, "finetune.context.tokens: document context is for NER"),
+])
+def test_ner_only_options_are_refused_for_classification(key, value, message):
     raw = copy.deepcopy(DEFAULTS)
     raw["ingest"].update(task="classification", format="tsv", entity_types=[])
-    raw["finetune"]["decoding"] = "viterbi"
-    with pytest.raises(ConfigError, match="finetune.decoding: viterbi .* NER only"):
+    raw["finetune"][key] = value
+    with pytest.raises(ConfigError, match=message):
         parse_params(raw, check_files=False)
 
 
@@ -183,3 +188,10 @@ def test_every_param_dvc_tracks_is_written_in_each_profile(profile):
         if node is None:
             missing.append(key)
     assert not missing, f"{profile} lacks {sorted(set(missing))}"
+
+
+def test_a_transfer_corpus_must_be_new_text():
+    raw = copy.deepcopy(DEFAULTS)
+    raw["distill"]["transfer"] = {"augmented_copies": 0, "corpus_texts": 100}
+    with pytest.raises(ConfigError, match="distill.transfer.corpus_texts: paths.corpus is the validated splits"):
+        parse_params(raw, check_files=False)

@@ -102,3 +102,27 @@ def test_hidden_state_loss_path_returns_logits_only(tiny_bert):
     loss_fn = distill.make_loss_fn(model, 0.5, 2.0, token_level=True, hidden_weight=1.0, layer_map=[1])
     loss, outputs = loss_fn(student, batch)
     assert loss.requires_grad and outputs.hidden_states is None and len(outputs.to_tuple()) == 1
+
+
+def test_a_batch_of_unlabelled_transfer_text_learns_from_the_teacher_alone():
+    torch.manual_seed(0)
+    student, teacher_logits = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    unlabelled = torch.full((2, 5), -100)
+    loss = distill.distillation_loss(student, teacher_logits, unlabelled, 0.5, 2.0)
+    assert torch.isfinite(loss)  # cross-entropy over no labels would be NaN
+    torch.testing.assert_close(loss, 0.5 * distill.distillation_loss(student, teacher_logits, None, 0.0, 2.0))
+
+
+def test_transfer_texts_are_a_seeded_sample_of_sentences_or_lines(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Alice went to Paris . She liked it there a lot !\n\nNo .\n", encoding="utf-8")
+    (corpus / "b.txt").write_text("Bob wrote a long letter to Carol yesterday evening .\n", encoding="utf-8")
+    sentences = distill.transfer_texts(str(corpus), 10, seed=0, as_sentences=True)
+    assert sentences == [["Alice", "went", "to", "Paris", "."], ["She", "liked", "it", "there", "a", "lot", "!"],
+                         ["Bob", "wrote", "a", "long", "letter", "to", "Carol", "yesterday", "evening", "."]]
+    two = distill.transfer_texts(str(corpus), 2, seed=0, as_sentences=True)
+    assert len(two) == 2 and two == distill.transfer_texts(str(corpus), 2, seed=0, as_sentences=True)
+    assert all(s in sentences for s in two) and sentences.index(two[0]) < sentences.index(two[1])  # corpus order
+    lines = distill.transfer_texts(str(corpus / "a.txt"), 10, seed=0, as_sentences=False)
+    assert lines == ["Alice went to Paris . She liked it there a lot !", "No ."]

@@ -62,7 +62,8 @@ def test_good_data_is_written_with_label_set(good_run):
     assert all("label_in_set" in split["rules"] for split in summary["validation"].values())
     assert all(r["success"] for split in summary["validation"].values() for r in split["rules"].values())
     import datasets
-    assert datasets.Dataset.from_parquet("data/ingest/train.parquet").column_names == ["tokens", "tags", "line"]
+    assert datasets.Dataset.from_parquet("data/ingest/train.parquet").column_names == ["tokens", "tags", "line",
+                                                                                   "document"]
 
 
 def test_tag_outside_label_set(good_run):

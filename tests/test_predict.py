@@ -19,7 +19,8 @@ from tinynlp.tagging import bio_labels
 NER_LABELS = bio_labels(["location", "person"])
 
 
-def promoted(tiny_bert, directory: Path, task: str, labels: list[str], favour: str | None = None) -> Path:
+def promoted(tiny_bert, directory: Path, task: str, labels: list[str], favour: str | None = None,
+             **spec_settings) -> Path:
     """A promoted-model folder from the tiny BERT. `favour`: the head always predicts that label
     (zero weights, a bias of 5 on it), so what the predictor returns is known exactly."""
     import torch
@@ -34,7 +35,7 @@ def promoted(tiny_bert, directory: Path, task: str, labels: list[str], favour: s
     directory.mkdir(parents=True)
     quantization.export_onnx(model, directory / "model.onnx")
     modeling.load_tokenizer(str(tiny_bert)).save_pretrained(directory)
-    spec = ModelSpec(task, labels, max_length=16, stride=4)
+    spec = ModelSpec(task, labels, **{"max_length": 16, "stride": 4, **spec_settings})
     (directory / "pipeline.json").write_text(json.dumps({**dataclasses.asdict(spec), "variant": "test"}))
     return directory
 
@@ -217,7 +218,31 @@ def test_the_server_never_logs_or_echoes_request_text(tiny_bert, tmp_path, monke
     def broken(texts):
         raise ValueError(f"cannot read {texts[0]}")
 
-    monkeypatch.setattr(Predictor, "served", lambda self, texts: broken(texts))
+    monkeypatch.setattr(Predictor, "served", lambda self, texts, documents=None: broken(texts))
     failed = TestClient(serve_cli.build_app(model)).post("/predict", json={"texts": [secret]})
     assert failed.status_code == 500 and "ValueError" in failed.text and secret not in failed.text
     assert "ValueError" in caplog.text and secret not in caplog.text and "jane" not in caplog.text
+
+
+def test_sentences_end_at_stops_and_runs_of_them_stay_together():
+    from tinynlp.predict import sentence_spans
+
+    assert sentence_spans(["a", "b", ".", "c", "!", "?", "d"]) == [(0, 3), (3, 6), (6, 7)]
+    assert sentence_spans([]) == [] and sentence_spans(["a"]) == [(0, 1)]
+
+
+def test_a_document_context_model_reads_each_sentence_with_its_neighbours(tiny_bert, tmp_path):
+    """A text is tagged sentence by sentence with the rest of it as context; texts given one
+    document id are read together; a model trained without context ignores document ids."""
+    context = Predictor(promoted(tiny_bert, tmp_path / "context", "ner", NER_LABELS, max_length=32, context=8))
+    words = split_words("alice lives in paris . bob wrote")
+    (tags, scores), = context.tag_texts([words])
+    parts = context.tag_words([words[:5], words[5:]], documents=[0, 0])
+    assert tags == parts[0][0] + parts[1][0]
+    assert np.allclose(scores, np.concatenate([parts[0][1], parts[1][1]]))
+    texts = ["alice lives in paris .", "bob wrote ."]
+    alone, together = context.predict_detailed(texts), context.predict_detailed(texts, documents=[7, 7])
+    assert [s.confidence for _, s in alone] != [s.confidence for _, s in together]
+    assert context.predict_detailed(texts, documents=[7, None]) == alone  # different documents: no shared context
+    plain = Predictor(promoted(tiny_bert, tmp_path / "plain", "ner", NER_LABELS, max_length=32))
+    assert plain.predict_detailed(texts, documents=[7, 7]) == plain.predict_detailed(texts)

@@ -25,6 +25,19 @@ def test_tab_space_multicolumn_and_docstart(tmp_path):
     assert [s.line for s in sentences] == [3, 7]
 
 
+def test_docstart_lines_number_the_documents(tmp_path):
+    from tinynlp.ingestion import concat_records
+
+    with_docs = write(tmp_path / "d.conll", "-DOCSTART- O\n\na O\n\nb O\n-DOCSTART- O\n-DOCSTART- O\n\n"
+                                             "c O\n\nd O\n\n-DOCSTART- O\ne O\n")
+    sentences = read_conll(with_docs, "bio")
+    assert [(s.tokens[0], s.document) for s in sentences] == [("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2)]
+    plain = read_conll(write(tmp_path / "p.conll", "x O\n\ny O\n"), "bio")
+    assert {s.document for s in plain} == {0}  # no boundaries: one document, the file's sentence order
+    joined = concat_records([sentences, plain], "ner")  # a retraining batch never continues a train document
+    assert [s.document for s in joined] == [0, 0, 1, 1, 2, 3, 3]
+
+
 def test_whitespace_only_lines_separate_sentences(tmp_path):
     conll = write(tmp_path / "a.conll", "a\tO\n\t\nb\tB-x\n   \nc\tO\n")
     assert [s.tokens for s in read_conll(conll, "bio")] == [["a"], ["b"], ["c"]]

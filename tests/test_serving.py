@@ -30,6 +30,7 @@ def body(obj) -> bytes:
     (body({"texts": "a"}), 422, "non-empty list of strings"),
     (body({"texts": []}), 422, "non-empty list of strings"),
     (body({"texts": ["a", 3]}), 422, "non-empty list of strings"),
+    (body({"texts": ["a"], "document": "yes"}), 422, '"document" is true'),
 ])
 def test_each_limit_is_refused_naming_it(raw, status, named):
     with pytest.raises(RequestRefused) as refused:
@@ -38,8 +39,9 @@ def test_each_limit_is_refused_naming_it(raw, status, named):
 
 
 def test_too_long_texts_are_cut_when_the_operator_chose_it():
-    texts, cut = parse_texts(body({"texts": ["short", "x" * 25]}), ServeConfig(max_chars=10, too_long="truncate"))
-    assert texts == ["short", "x" * 10] and cut == [1]
+    texts, cut, document = parse_texts(body({"texts": ["short", "x" * 25]}),
+                                       ServeConfig(max_chars=10, too_long="truncate"))
+    assert texts == ["short", "x" * 10] and cut == [1] and document is False
 
 
 @pytest.fixture
@@ -50,9 +52,9 @@ def model(tiny_bert, tmp_path):
 def slow_outputs(monkeypatch, seconds: float):
     original = Predictor.served  # what the server's micro-batches call
 
-    def served(self, texts):
+    def served(self, texts, documents=None):
         time.sleep(seconds)
-        return original(self, texts)
+        return original(self, texts, documents)
 
     monkeypatch.setattr(Predictor, "served", served)
 
@@ -104,6 +106,21 @@ def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(model
     assert batches < 8, exposition  # fewer model calls than requests
     assert 'tinynlp_requests_total{endpoint="/predict",status="200"} 8.0' in exposition
     assert 'tinynlp_model_info{task="ner",variant="test",version="unversioned"} 1.0' in exposition
+
+
+def test_a_document_request_keeps_its_context_when_batched_with_others(tiny_bert, tmp_path):
+    """Texts sent as one document are read together; a plain request in the same micro-batch is not
+    read with them."""
+    context_model = promoted(tiny_bert, tmp_path / "context", "ner", NER_LABELS, max_length=32, context=8)
+    app = serve_cli.build_app(context_model, cfg=ServeConfig(batch_window_ms=100, max_batch=32))
+    texts = ["alice lives in paris .", "bob wrote ."]
+    document, plain = asyncio.run(post_all(app, [{"texts": texts, "document": True}, {"texts": texts}]))
+    predictor = Predictor(context_model)
+    expected = {"document": predictor.predict(texts, documents=[0, 0]), "plain": predictor.predict(texts)}
+    assert expected["document"] != expected["plain"]
+    for answer, kind in ((document, "document"), (plain, "plain")):
+        assert [[e["score"] for e in r["entities"]] for r in answer.json()["results"]] == \
+            [[e.score for e in entities] for entities in expected[kind]]
 
 
 def test_health_says_live_at_once_and_ready_once_the_model_is_loaded(model):

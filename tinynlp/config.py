@@ -245,6 +245,14 @@ class LoraConfig(_Section):
     target_modules: tuple[str, ...] = Field(("query", "value"), description="modules that get LoRA adapters")
 
 
+class ContextConfig(_Section):
+    tokens: int = Field(0, ge=0, le=512, description="NER: subwords of document context on each side of a sentence "
+                        "(FLERT; 0: off); labels, loss and predictions stay on the sentence's own words")
+    fallback: Literal["sentence_order", "none"] = Field(
+        "sentence_order", description="a split without -DOCSTART- boundaries: its sentence order is the document "
+        "(sentence_order) or it gets no context (none)")
+
+
 class DpConfig(_Section):
     """DP-SGD with Opacus: per-example gradients clipped to max_grad_norm, Gaussian noise sized by
     the RDP accountant so the planned steps spend at most epsilon, Poisson-sampled batches."""
@@ -291,6 +299,10 @@ class FinetuneConfig(_TrainingSection):
         "auto", description="NER: viterbi (the best tag sequence with no I-X after O) or argmax (each word's best "
         "tag); auto: viterbi for NER, argmax for classification. Saved with the model: evaluate, predict and serve "
         "decode alike")
+    context: ContextConfig = Field(ContextConfig(), description="NER: document context (FLERT)")
+    casing: Literal["none", "markers"] = Field(
+        "none", description="NER: markers puts a learnt token ([TITLE], [UPPER], [MIXED]) before each word whose "
+        "case an uncased tokenizer loses; saved with the model, so every variant, predict and serve see them too")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":
@@ -343,6 +355,16 @@ class PruneConfig(_CompressionTraining):
         StructuredPruneConfig(), description="removal of attention heads and FFN neurons")
 
 
+class TransferConfig(_Section):
+    """More text for the student than the labelled train split, labelled by the teacher's soft
+    targets (TinyBERT's transfer set)."""
+
+    augmented_copies: int = Field(0, ge=0, description="augmented copies of each train row (the augment section's "
+                                  "operations and rates), for distillation only")
+    corpus_texts: int = Field(0, ge=0, description="a seeded sample of this many sentences (NER) or lines "
+                              "(classification) of unlabelled text from paths.corpus; 0: none")
+
+
 class DistillConfig(_CompressionTraining):
     enabled: bool = Field(True, description="build the distilled student")
     student_layers: int = Field(0, ge=0, description="0: half the teacher's layers")
@@ -352,6 +374,7 @@ class DistillConfig(_CompressionTraining):
     hidden_loss_weight: float = Field(0.0, ge=0, description="> 0: add MSE of mapped hidden states")
     teacher_logits: Literal["cached", "on_the_fly"] = Field(
         "cached", description="cached: teacher logits computed once; on_the_fly: every epoch")
+    transfer: TransferConfig = Field(TransferConfig(), description="a transfer set beyond the labelled train rows")
 
     @model_validator(mode="after")
     def _map_fits(self) -> "DistillConfig":
@@ -589,6 +612,24 @@ class Params(_Section):
         if self.finetune.decoding == "viterbi" and self.ingest.task != "ner":
             raise ValueError("finetune.decoding: viterbi constrains BIO tag sequences; it applies to NER only "
                              f"(ingest.task is {self.ingest.task}): set finetune.decoding: argmax")
+        return self
+
+    @model_validator(mode="after")
+    def _casing_fits_the_task(self) -> "Params":
+        if self.finetune.casing != "none" and self.ingest.task != "ner":
+            raise ValueError(f"finetune.casing: {self.finetune.casing} marks the case of NER words; it applies to NER "
+                             f"only (ingest.task is {self.ingest.task}): set finetune.casing: none")
+        if self.finetune.context.tokens and self.ingest.task != "ner":
+            raise ValueError(f"finetune.context.tokens: document context is for NER sentences (ingest.task is "
+                             f"{self.ingest.task}, whose rows are whole texts): set it to 0")
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_corpus_is_new_text(self) -> "Params":
+        if self.distill.transfer.corpus_texts and Path(self.paths.corpus) == Path(self.paths.ingested):
+            raise ValueError(f"distill.transfer.corpus_texts: paths.corpus is the validated splits "
+                             f"({self.paths.corpus}), whose train text the student reads already; point paths.corpus "
+                             "at unlabelled in-domain text (a .txt file or a folder of them) or set it to 0")
         return self
 
     @model_validator(mode="after")

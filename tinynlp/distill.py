@@ -50,10 +50,35 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         student_flat, teacher_flat = student_flat[keep], teacher_flat[keep]
     soft = F.kl_div(F.log_softmax(student_flat / temperature, dim=-1), F.softmax(teacher_flat / temperature, dim=-1),
                     reduction="batchmean") * temperature ** 2
-    if labels is None or alpha == 0:
-        return (1 - alpha) * soft
+    if labels is None or alpha == 0 or not bool((labels != IGNORE).any()):
+        return (1 - alpha) * soft  # a batch of unlabelled transfer text: the teacher's targets only
     hard = F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), ignore_index=IGNORE)
     return alpha * hard + (1 - alpha) * soft
+
+
+def transfer_texts(location: str, count: int, seed: int, as_sentences: bool,
+                   words: tuple[int, int] = (3, 60)) -> list:
+    """A seeded sample of `count` texts from an unlabelled corpus (a .txt file or a folder of them,
+    one paragraph per line), in corpus order: NER gets sentences as word lists of `words` (min,
+    max) words, split as `predict` splits raw text; classification gets whole lines."""
+    from tinynlp.mlm import corpus_files
+    from tinynlp.predict import sentence_spans, split_words
+    from tinynlp.readers import read_text, text_lines
+
+    texts: list = []
+    for path in corpus_files(location):
+        for line in text_lines(read_text(path)):
+            if not line.strip():
+                continue
+            if not as_sentences:
+                texts.append(line.strip())
+                continue
+            tokens = split_words(line)
+            texts.extend(tokens[a:b] for a, b in sentence_spans(tokens) if words[0] <= b - a <= words[1])
+    if len(texts) <= count:
+        return texts
+    chosen = np.random.default_rng(seed).choice(len(texts), size=count, replace=False)
+    return [texts[i] for i in sorted(chosen)]
 
 
 def hidden_state_loss(student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor],

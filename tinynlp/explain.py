@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinynlp import ner
 from tinynlp.errors import ConfigError
 from tinynlp.model_dir import is_model_dir, load_model, read_meta
 from tinynlp.predict import entities_of, softmax, split_words
@@ -58,13 +59,17 @@ class Explainer:
         self.steps, self.torch = steps, torch
 
     def _encode(self, words: list[str]):
-        encoded = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.spec.max_length,
+        """The model's inputs, each position's word (a case marker counts as the word it marks)
+        and each word's first own subtoken, where its tag is read."""
+        shown, origin = ner.model_words(words, self.spec.casing)
+        encoded = self.tokenizer(shown, is_split_into_words=True, truncation=True, max_length=self.spec.max_length,
                                  return_tensors="pt")
-        word_ids = encoded.word_ids(0)
+        marks = [origin[i + 1] if origin[i] < 0 else origin[i] for i in range(len(origin))]
+        word_ids = [None if w is None else marks[w] for w in encoded.word_ids(0)]
         first = {}
-        for position, word in enumerate(word_ids):
-            if word is not None and word not in first:
-                first[word] = position
+        for position, shown_word in enumerate(encoded.word_ids(0)):
+            if shown_word is not None and origin[shown_word] >= 0 and origin[shown_word] not in first:
+                first[origin[shown_word]] = position
         return encoded, word_ids, first
 
     def _baseline(self, input_ids):

@@ -21,6 +21,9 @@ class ModelSpec:
     stride: int = 0
     label_all_tokens: bool = False
     decoding: str = "argmax"         # NER: argmax per word, or viterbi under BIO constraints
+    casing: str = "none"             # NER: "markers" puts a case-marker token before cased words
+    context: int = 0                 # NER: subwords of document context on each side of a sentence
+    context_fallback: str = "sentence_order"  # a split without document boundaries: sentence_order or none
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,36 @@ class Head:
 
 def _encode_ner(tokenizer, split: dict, spec: ModelSpec, with_labels: bool = True):
     label2id = {l: i for i, l in enumerate(spec.labels)}
+    documents, anchors = context_source(split, spec)
     return ner.encode(tokenizer, split["tokens"], split["tags"] if with_labels else None, label2id,
-                      spec.max_length, spec.stride, spec.label_all_tokens)
+                      spec.max_length, spec.stride, spec.label_all_tokens, spec.casing, spec.context, documents, anchors)
+
+
+def context_source(split: dict, spec: ModelSpec) -> tuple[list[int] | None, list[int] | None]:
+    """Each row's document and the row whose neighbours are its context (an augmented copy takes its
+    original's), or (None, None) when the split gets no context."""
+    if not spec.context:
+        return None, None
+    rows = len(split["tokens"])
+    documents = list(split.get("document") or [0] * rows)
+    if len(set(documents)) <= 1 and spec.context_fallback == "none":
+        return None, None  # no document boundaries, and sentence order is not to be trusted
+    if "source_row" not in split:
+        return documents, list(range(rows))
+    first_of = {}
+    for index, source in enumerate(split["source_row"]):
+        first_of.setdefault(source, index)  # the validated row comes before its copies
+    return documents, [first_of[source] for source in split["source_row"]]
+
+
+def context_kind(split: dict, spec: ModelSpec) -> str:
+    """What context a split gets, for the log and the metrics: `documents (N)`, `sentence order` or `none`."""
+    if not spec.context:
+        return "none"
+    documents = len(set(split.get("document") or [0]))
+    if documents > 1:
+        return f"documents ({documents})"
+    return "sentence order" if spec.context_fallback == "sentence_order" else "none"
 
 
 def _score_ner(encoded, logits: Sequence[np.ndarray], split: dict, spec: ModelSpec) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -82,7 +82,7 @@ def scan_pii(data, cfg: IngestConfig):
             for finding, tokens in found:
                 scan.findings.append((sentence.line + tokens.start, finding.type, pii.mask(text[finding.start:finding.end])))
             if found and redact:
-                sentence = Sentence(pii.redact_tokens(sentence.tokens, settings)[0], sentence.tags, sentence.line)
+                sentence = replace(sentence, tokens=pii.redact_tokens(sentence.tokens, settings)[0])
             out.append(sentence)
     else:
         texts = []
@@ -132,7 +132,7 @@ def texts_and_lines(data, task: str) -> tuple[list[str], list[int]]:
 def records_table(data, task: str) -> pa.Table:
     if task == "ner":
         return pa.table({"tokens": [s.tokens for s in data], "tags": [s.tags for s in data],
-                         "line": [s.line for s in data]})
+                         "line": [s.line for s in data], "document": [s.document for s in data]})
     return pa.table({"text": data["text"].astype(str).tolist(), "label": data["label"].astype(str).tolist(),
                      "line": data["line"].astype(int).tolist()})
 
@@ -144,9 +144,14 @@ def batch_files(batches_dir: str | Path, part: str) -> list[Path]:
 
 
 def concat_records(parts: list, task: str):
-    """One split's records from several parts (NER sentences, or frames)."""
+    """One split's records from several parts (NER sentences, or frames); each part's documents
+    keep their own ids, so no document runs from one file into the next."""
     if task == "ner":
-        return [sentence for part in parts for sentence in part]
+        out, offset = [], 0
+        for part in parts:
+            out.extend(replace(s, document=s.document + offset) for s in part)
+            offset += 1 + max((s.document for s in part), default=-1)
+        return out
     return pd.concat(parts, ignore_index=True)
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from tinynlp.tagging import bio_constraints
 
 IGNORE = -100  # label id the loss skips (continuation subtokens, special tokens)
+
+# What an uncased tokenizer loses of a word: digits and punctuation survive lower-casing, so only
+# these shapes get a marker token before the word; lower-case and caseless words get none.
+CASE_MARKERS = {"title": "[TITLE]", "upper": "[UPPER]", "mixed": "[MIXED]"}
+CASINGS = ("none", "markers")
 
 
 @dataclass(frozen=True)
@@ -22,17 +27,114 @@ class Encoded:
     words_per_sentence: list[int]
 
 
+def word_case(word: str) -> str | None:
+    """`title` (Paris, I), `upper` (NASA), `mixed` (iPhone, McDonald) or None (lower-case or no letters)."""
+    letters = [c for c in word if c.isalpha()]
+    if not letters or word == word.lower():
+        return None
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return "title"
+    return "upper" if all(c.isupper() for c in letters) else "mixed"
+
+
+def add_case_markers(tokenizer, model=None) -> bool:
+    """Give the tokenizer (and the model's input embeddings) the case-marker tokens; the new rows
+    start at the mean of the old ones and are learnt in fine-tuning. False when the tokenizer keeps
+    case already (a cased checkpoint): the markers are then redundant, though harmless."""
+    tokenizer.add_tokens(list(CASE_MARKERS.values()), special_tokens=True)
+    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    return tokenizer.tokenize("Paris") == tokenizer.tokenize("paris")
+
+
+def model_words(words: Sequence[str], casing: str = "none") -> tuple[list[str], list[int]]:
+    """The words the tokenizer is given and, for each, the index of the sentence word it stands for
+    (-1: a case marker, which is never labelled or decoded)."""
+    if casing == "none":
+        return list(words), list(range(len(words)))
+    shown, origin = [], []
+    for index, word in enumerate(words):
+        shape = word_case(word)
+        if shape is not None:
+            shown.append(CASE_MARKERS[shape])
+            origin.append(-1)
+        shown.append(word)
+        origin.append(index)
+    return shown, origin
+
+
+def with_context(tokenizer, shown: list[tuple[list[str], list[int]]], documents: Sequence[int],
+                 anchors: Sequence[int], tokens: int, max_length: int) -> list[tuple[list[str], list[int]]]:
+    """Document context (Schweter & Akbik 2020, FLERT): each sentence with up to `tokens` subwords
+    of the sentences before and after it in its document on each side, within `max_length`. Context
+    words get origin -1, so labels, loss and predictions stay on the sentence's own words.
+    `anchors[i]` is the row whose neighbours give row i its context (itself, or the original of an
+    augmented copy); only rows that are their own anchor serve as context."""
+    counts = _subtoken_counts(tokenizer, [words for words, _ in shown])
+    own = [i for i, anchor in enumerate(anchors) if anchor == i]
+    place = {row: k for k, row in enumerate(own)}
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    out = []
+    for i, (words, origin) in enumerate(shown):
+        side = min(tokens, max(0, room - sum(counts[i])) // 2)
+        k = place[anchors[i]]
+        # generators: the walk stops at the document's edge or the budget, so a split costs O(rows)
+        before = (own[j] for j in range(k - 1, -1, -1))
+        after = (own[j] for j in range(k + 1, len(own)))
+        left = _take(shown, counts, documents, before, documents[anchors[i]], side, True)
+        right = _take(shown, counts, documents, after, documents[anchors[i]], side, False)
+        out.append((left + words + right, [-1] * len(left) + origin + [-1] * len(right)))
+    return out
+
+
+def _subtoken_counts(tokenizer, sentences: list[list[str]]) -> list[list[int]]:
+    batch = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    counts = []
+    for index, words in enumerate(sentences):
+        row = [0] * len(words)
+        for word in batch.word_ids(index):
+            if word is not None:
+                row[word] += 1
+        counts.append(row)
+    return counts
+
+
+def _take(shown, counts, documents, rows: Iterable[int], document: int, budget: int, backwards: bool) -> list[str]:
+    """Whole words from `rows` (nearest first) of the same document while they fit in `budget` subwords."""
+    taken: list[str] = []
+    for row in rows:
+        if documents[row] != document:
+            break
+        pairs = list(zip(shown[row][0], counts[row]))
+        for word, count in (reversed(pairs) if backwards else pairs):
+            if count > budget:
+                return taken[::-1] if backwards else taken
+            budget -= count
+            taken.append(word)
+    return taken[::-1] if backwards else taken
+
+
 def continuation_label(tag: str) -> str:
     return "I-" + tag[2:] if tag.startswith("B-") else tag
 
 
 def encode(tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None,
-           label2id: dict[str, int], max_length: int, stride: int, label_all_tokens: bool = False) -> Encoded:
-    batch = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True,
+           label2id: dict[str, int], max_length: int, stride: int, label_all_tokens: bool = False,
+           casing: str = "none", context: int = 0, documents: Sequence[int] | None = None,
+           anchors: Sequence[int] | None = None) -> Encoded:
+    """`casing: markers` puts a case-marker token before each word whose case the tokenizer loses
+    (add_case_markers must have given them to the tokenizer). `context` > 0 with `documents` (one
+    id per sentence, in document order) adds document context (see with_context)."""
+    shown = [model_words(s, casing) for s in sentences]
+    if context and documents is not None:
+        anchors = list(range(len(shown))) if anchors is None else anchors
+        shown = with_context(tokenizer, shown, documents, anchors, context, max_length)
+    batch = tokenizer([words for words, _ in shown], is_split_into_words=True, truncation=True,
                       max_length=max_length, stride=stride, return_overflowing_tokens=True)
     features, window_sentence, window_words = [], [], []
     for window, sentence in enumerate(batch["overflow_to_sample_mapping"]):
-        word_ids = batch.word_ids(window)
+        origin = shown[sentence][1]
+        word_ids = [None if w is None or origin[w] < 0 else origin[w] for w in batch.word_ids(window)]
         labels, words, previous = [], [], None
         for word in word_ids:
             first = word is not None and word != previous

@@ -49,6 +49,23 @@ def split_words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
+SENTENCE_ENDS = {".", "!", "?"}
+
+
+def sentence_spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """Word ranges of the sentences in a text's words: a sentence ends after ., ! or ? (a run of
+    them stays together). For models trained with document context, which tag sentence by sentence."""
+    spans, start = [], 0
+    for index, word in enumerate(words):
+        last = index + 1 == len(words)
+        if word in SENTENCE_ENDS and (last or words[index + 1] not in SENTENCE_ENDS):
+            spans.append((start, index + 1))
+            start = index + 1
+    if start < len(words):
+        spans.append((start, len(words)))
+    return spans
+
+
 def word_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) character offsets of each word `split_words` gives, in the same order."""
     return [match.span() for match in WORD.finditer(text)]
@@ -113,45 +130,72 @@ class Predictor:
         self.batch_size = batch_size
         self.redact_pii = redact_pii
 
-    def stream(self, texts: Iterable[str], chunk: int = 1024) -> Iterator[tuple[str, list[Entity] | Label]]:
+    def stream(self, texts: Iterable[str], chunk: int = 1024, document: bool = False
+               ) -> Iterator[tuple[str, list[Entity] | Label]]:
         """(text, result) for any number of texts, `chunk` at a time: memory stays flat however
-        long the input is, and results appear while the rest is still being read."""
+        long the input is, and results appear while the rest is still being read. `document`: the
+        texts are one document's sentences (its context reaches across the texts of a chunk)."""
         iterator = iter(texts)
         while batch := list(itertools.islice(iterator, chunk)):
-            yield from self.outputs(batch)
+            yield from self.outputs(batch, [0] * len(batch) if document else None)
 
-    def outputs(self, texts: Sequence[str]) -> list[tuple[str, list[Entity] | Label]]:
+    def outputs(self, texts: Sequence[str], documents: Sequence[int | None] | None = None
+                ) -> list[tuple[str, list[Entity] | Label]]:
         """(text, result) per text, as a caller shows them: with `redact_pii`, personal data in the
         text and in entities is masked at its own length (offsets stay valid); the model still reads
         the text as written."""
-        return [(shown, result) for shown, result, _ in self.served(texts)]
+        return [(shown, result) for shown, result, _ in self.served(texts, documents)]
 
-    def served(self, texts: Sequence[str]) -> list[tuple[str, list[Entity] | Label, Served]]:
+    def served(self, texts: Sequence[str], documents: Sequence[int | None] | None = None
+               ) -> list[tuple[str, list[Entity] | Label, Served]]:
         """`outputs`, each with what traffic capture keeps of it (words, tags, confidence)."""
-        detailed = self.predict_detailed(texts)
+        detailed = self.predict_detailed(texts, documents)
         if not self.redact_pii:
             return [(text, result, kept) for text, (result, kept) in zip(texts, detailed)]
         return [(*redacted_output(text, result), kept) for text, (result, kept) in zip(texts, detailed)]
 
-    def predict(self, texts: Sequence[str]) -> list[list[Entity]] | list[Label]:
-        return [result for result, _ in self.predict_detailed(texts)]
+    def predict(self, texts: Sequence[str], documents: Sequence[int | None] | None = None
+                ) -> list[list[Entity]] | list[Label]:
+        return [result for result, _ in self.predict_detailed(texts, documents)]
 
-    def predict_detailed(self, texts: Sequence[str]) -> list[tuple[list[Entity] | Label, Served]]:
+    def predict_detailed(self, texts: Sequence[str], documents: Sequence[int | None] | None = None
+                         ) -> list[tuple[list[Entity] | Label, Served]]:
         """Each text's result and its `Served` record: NER keeps the words, their tags and how sure
-        the model was of them (mean and least word probability)."""
+        the model was of them (mean and least word probability). `documents`, for a model trained
+        with document context: per text, a document id (consecutive texts with the same id are
+        one document, in order) or None (the text is a document of its own, as without it)."""
         if self.meta["task"] == "ner":
             sentences = [split_words(t) for t in texts]
             return [(entities_of(words, tags, scores, text),
                      Served(text, tags, float(np.mean(scores)) if len(scores) else 1.0,
                             float(np.min(scores)) if len(scores) else 1.0, words))
-                    for text, words, (tags, scores) in zip(texts, sentences, self.tag_words(sentences))]
+                    for text, words, (tags, scores) in zip(texts, sentences, self.tag_texts(sentences, documents))]
         return [(label, Served(text, label.label, label.score, label.score))
                 for text, label in zip(texts, self.label_texts(texts))]
 
-    def tag_words(self, sentences: list[list[str]]) -> list[tuple[list[str], np.ndarray]]:
-        """NER on word lists: per sentence, a tag and the probability of that tag for every word."""
+    def tag_texts(self, texts: list[list[str]], documents: Sequence[int | None] | None = None
+                  ) -> list[tuple[list[str], np.ndarray]]:
+        """Word tags of whole texts. A model trained with document context tags them sentence by
+        sentence, each with its neighbours in the text (and in the texts of its document) as context."""
+        if not self.meta.get("context"):
+            return self.tag_words(texts)
+        keys = [index - len(texts) if documents is None or documents[index] is None else documents[index]
+                for index in range(len(texts))]  # None: a document of its own (negative ids are never given)
+        pieces = [(text, span) for text, words in enumerate(texts) for span in sentence_spans(words)]
+        tagged = self.tag_words([texts[t][a:b] for t, (a, b) in pieces], [keys[t] for t, _ in pieces])
+        out = [([], []) for _ in texts]
+        for (text, _), (tags, scores) in zip(pieces, tagged):
+            out[text][0].extend(tags)
+            out[text][1].extend(scores)
+        return [(tags, np.asarray(scores, dtype=np.float64)) for tags, scores in out]
+
+    def tag_words(self, sentences: list[list[str]], documents: Sequence[int] | None = None
+                  ) -> list[tuple[list[str], np.ndarray]]:
+        """NER on word lists: per sentence, a tag and the probability of that tag for every word;
+        with `documents` (an id per sentence), document context as the model was trained with."""
         encoded = ner.encode(self.tokenizer, sentences, None, {l: i for i, l in enumerate(self.labels)},
-                             self.meta["max_length"], self.meta["stride"])
+                             self.meta["max_length"], self.meta["stride"], casing=self.meta.get("casing", "none"),
+                             context=self.meta.get("context", 0), documents=documents)
         logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
         results = []
         for totals, seen in ner.word_logits(encoded, logits, len(self.labels)):

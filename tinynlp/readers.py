@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +25,7 @@ class Sentence:
     tokens: list[str]
     tags: list[str]
     line: int  # 1-based line of the first token in the raw file (row number for datasets)
+    document: int = 0  # which -DOCSTART- document of the file it is in (0 for a file without them)
 
 
 def read_text(path: str | Path) -> str:
@@ -86,7 +87,7 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    start = 0
+    start = document = 0
     width: tuple[int, int] | None = None  # (columns, line where that count was first seen)
     ragged: list[int] = []
     examples: list[str] = []
@@ -94,8 +95,10 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
         stripped = line.strip()
         if not stripped or stripped.startswith("-DOCSTART-"):
             if tokens:
-                sentences.append(Sentence(tokens, tags, start))
+                sentences.append(Sentence(tokens, tags, start, document))
             tokens, tags = [], []
+            if stripped and sentences and sentences[-1].document == document:
+                document += 1  # a -DOCSTART- after sentences opens the next document
             continue
         fields = [f.strip() for f in (stripped.split("\t") if "\t" in stripped else stripped.split())]
         if width is None:
@@ -109,7 +112,7 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
         tokens.append(fields[0])
         tags.append(fields[-1])
     if tokens:
-        sentences.append(Sentence(tokens, tags, start))
+        sentences.append(Sentence(tokens, tags, start, document))
     if ragged:
         expected = f"{width[0]} columns as on line {width[1]}" if width and width[0] >= 2 else "at least 2 columns"
         raise DataValidationError([Violation(str(path), "consistent_columns",
@@ -121,7 +124,7 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
 def normalise_tags(sentences: list[Sentence], scheme: Scheme) -> list[Sentence]:
     if scheme == "auto":
         scheme = detect_scheme(s.tags for s in sentences)
-    return [Sentence(s.tokens, to_bio(s.tags, scheme), s.line) for s in sentences]
+    return [replace(s, tags=to_bio(s.tags, scheme)) for s in sentences]
 
 
 def read_table(path: str | Path, fmt: str, columns: Sequence[str], text_column: str,

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from tinynlp.errors import RequestRefused
 
@@ -18,9 +18,15 @@ log = logging.getLogger(__name__)
 MAX_JSON_DEPTH = 32  # a {"texts": [...]} body is 2 deep; json.loads would recurse into anything
 
 
-def parse_texts(body: bytes, cfg) -> tuple[list[str], list[int]]:
-    """The texts of a /predict body, within `cfg` (ServeConfig), and the indices of the texts cut
-    to `max_chars` (too_long: truncate). Every refusal names the limit and the params key."""
+class Parsed(NamedTuple):
+    texts: list[str]
+    truncated: list[int]     # indices of the texts cut to max_chars (too_long: truncate)
+    document: bool           # the texts are the sentences of one document, in order
+
+
+def parse_texts(body: bytes, cfg) -> Parsed:
+    """The texts of a /predict body ({"texts": [...], "document": false}), within `cfg`
+    (ServeConfig). Every refusal names the limit and the params key."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -34,6 +40,9 @@ def parse_texts(body: bytes, cfg) -> tuple[list[str], list[int]]:
     texts = data.get("texts") if isinstance(data, dict) else None
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise RequestRefused(422, 'send {"texts": ["...", ...]}: a non-empty list of strings')
+    document = data.get("document", False)
+    if not isinstance(document, bool):
+        raise RequestRefused(422, '"document" is true (the texts are one document, in order) or false')
     if len(texts) > cfg.max_texts:
         raise RequestRefused(413, f"{len(texts)} texts: at most {cfg.max_texts} per request (serve.max_texts); "
                            "use `tinynlp predict --file` for more")
@@ -41,7 +50,7 @@ def parse_texts(body: bytes, cfg) -> tuple[list[str], list[int]]:
     if too_long and cfg.too_long == "refuse":
         raise RequestRefused(413, f"text {too_long[0]} has {len(texts[too_long[0]])} characters: at most {cfg.max_chars} "
                            "(serve.max_chars; serve.too_long: truncate cuts instead)")
-    return [t[: cfg.max_chars] for t in texts], too_long
+    return Parsed([t[: cfg.max_chars] for t in texts], too_long, document)
 
 
 def _depth(text: str) -> int:
@@ -70,15 +79,17 @@ def _depth(text: str) -> int:
 class _Pending:
     texts: list[str]
     future: asyncio.Future
+    document: bool = False
 
 
 @dataclass
 class MicroBatcher:
     """Texts of requests that arrive within `window_s` of the first one run together, up to
     `max_batch` texts (a bigger request runs alone), one batch at a time on a worker thread: the
-    model is called once for many small requests instead of once each."""
+    model is called once for many small requests instead of once each. `run` gets the texts and,
+    per text, its request's index where that request's texts form one document (else None)."""
 
-    run: Callable[[list[str]], list]
+    run: Callable[[list[str], list[int | None]], list]
     window_s: float
     max_batch: int
     on_batch: Callable[[int], None] = lambda size: None
@@ -86,12 +97,12 @@ class MicroBatcher:
     _task: asyncio.Task | None = field(default=None, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
 
-    async def submit(self, texts: list[str]) -> list:
+    async def submit(self, texts: list[str], document: bool = False) -> list:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # the queue and its worker belong to the loop serving (a test client's
             self._queue, self._task, self._loop = asyncio.Queue(), loop.create_task(self._work()), loop  # may change)
         future = loop.create_future()
-        await self._queue.put(_Pending(texts, future))
+        await self._queue.put(_Pending(texts, future, document))
         return await future
 
     async def close(self) -> None:
@@ -119,9 +130,10 @@ class MicroBatcher:
         if not live:
             return
         texts = [t for p in live for t in p.texts]
+        documents = [index if p.document else None for index, p in enumerate(live) for _ in p.texts]
         self.on_batch(len(texts))
         try:
-            results = await asyncio.to_thread(self.run, texts)
+            results = await asyncio.to_thread(self.run, texts, documents)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
             for p in live:
                 if not p.future.done():
