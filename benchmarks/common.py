@@ -43,10 +43,13 @@ def params_for(workdir: Path, overrides: dict | None = None, base: Path = ROOT /
 
 def base_params(parser_args, default: Path) -> dict:
     """`base` and `workspace` for params_for from a script's `--params`: a user's own params file
-    reads its relative paths from its own folder; the default reads them from the repo."""
+    reads its relative paths from its own folder; the default and the repo's profiles read them
+    from the repo."""
     if parser_args.params is None:
         return {"base": default, "workspace": ROOT}
-    return {"base": parser_args.params, "workspace": parser_args.params.resolve().parent}
+    folder = parser_args.params.resolve().parent
+    # the profiles in examples/params/ are written for the repo (copied over params.yaml)
+    return {"base": parser_args.params, "workspace": ROOT if folder == ROOT / "examples/params" else folder}
 
 
 def prepare_data(params: Params) -> dict:
@@ -58,6 +61,22 @@ def prepare_data(params: Params) -> dict:
     ingested = run_ingest(params)
     run_augment(params)
     return ingested
+
+
+def ensure_venv(venv: Path, requirements: list[str], probe_module: str) -> Path:
+    """The python of a benchmark-only virtualenv (a tool whose pins clash with ours); built with
+    `python -m venv` + pip unless it already imports `probe_module`."""
+    import subprocess
+    import sys
+
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", f"import {probe_module}"],
+                                          capture_output=True).returncode == 0:
+        return python
+    print(f"building {venv}: pip install {' '.join(requirements)}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", *requirements], check=True)
+    return python
 
 
 @contextmanager

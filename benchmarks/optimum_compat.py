@@ -77,18 +77,6 @@ def hf_side(model_dir: str, texts_path: str, out_path: str) -> None:
                                           "versions": {n: installed(n) for n in VERSIONS_OF}}), encoding="utf-8")
 
 
-def ensure_venv(venv: Path) -> Path:
-    """The venv's python; built (python -m venv + pip) unless it already imports Optimum's ORT."""
-    python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import optimum.onnxruntime"],
-                                          capture_output=True).returncode == 0:
-        return python
-    print(f"building {venv}: pip install {' '.join(REQUIREMENTS)}", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
-    return python
-
-
 def compare_ner(texts: list[str], ours: list, theirs: list[list[dict]]) -> tuple[dict, list[dict]]:
     """Entities as (type, start_char, end_char): agreement = shared / all distinct entities (1.0:
     identical sets), score difference over the shared ones."""
@@ -143,14 +131,14 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from importlib.metadata import version
 
-    from benchmarks.common import write_json
+    from benchmarks.common import ensure_venv, write_json
     from tinynlp.predict import Predictor
     from tinynlp.reporting import markdown_table
 
     model_dir = str(Path(args.model).resolve())
     texts = ([line.strip() for line in args.file.read_text(encoding="utf-8").splitlines() if line.strip()]
              if args.file else TEXTS)
-    python = ensure_venv(args.venv)
+    python = ensure_venv(args.venv, REQUIREMENTS, "optimum.onnxruntime")
     with tempfile.TemporaryDirectory() as scratch:
         texts_path, out_path = Path(scratch) / "texts.json", Path(scratch) / "optimum.json"
         texts_path.write_text(json.dumps(texts), encoding="utf-8")
