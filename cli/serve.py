@@ -30,10 +30,6 @@ from tinynlp.model_dir import CARD_FILE
 
 log = logging.getLogger(__name__)
 PREDICT = "/predict"
-# Texts per ONNX call inside a micro-batch. The texts of concurrent requests differ in length, and
-# each call pads to its longest; length-sorted calls of 8 pad far less than one call of 32.
-# benchmarks/serve_load.py at 32 clients: 0.57 of the offline texts/s with 8, 0.36 with 32.
-MODEL_BATCH = 8
 
 
 def _read_card(path: Path) -> dict:
@@ -52,10 +48,10 @@ def _read_card(path: Path) -> dict:
 class _Service:
     """The loaded model and what describes it; replaced whole on reload."""
 
-    def __init__(self, model_dir: Path, threads: int, redact_pii: bool):
+    def __init__(self, model_dir: Path, threads: int, redact_pii: bool, model_batch: int):
         from tinynlp.predict import Predictor
 
-        self.predictor = Predictor(model_dir, threads, batch_size=MODEL_BATCH, redact_pii=redact_pii)
+        self.predictor = Predictor(model_dir, threads, batch_size=model_batch, redact_pii=redact_pii)
         self.card = _read_card(model_dir / CARD_FILE)
         self.variant = self.predictor.meta.get("variant", self.card.get("variant")) or "unknown"
         self.version = str(self.card.get("version") or self.card.get("data_version") or "unversioned")
@@ -87,7 +83,7 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
                              pii_cfg, metrics)
 
     def load() -> dict:
-        fresh = _Service(model_dir, threads, redact_pii or cfg.redact_pii)
+        fresh = _Service(model_dir, threads, redact_pii or cfg.redact_pii, cfg.model_batch)
         state["service"] = fresh  # requests in flight finish on the model they started with
         metrics.serving(variant=fresh.variant, version=fresh.version, task=fresh.predictor.meta["task"])
         return {"status": "loaded", "variant": fresh.variant, "version": fresh.version}

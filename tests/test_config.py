@@ -36,6 +36,7 @@ def test_shipped_params_are_valid(monkeypatch):
     ("evaluate", "batch_size", 0, "evaluate.batch_size"),
     ("serve", "max_texts", 0, "serve.max_texts"),
     ("serve", "timeout_s", -1, "serve.timeout_s"),
+    ("serve", "model_batch", 0, "serve.model_batch"),
 ])
 def test_bad_values_name_the_key(section, key, value, expected):
     with pytest.raises(ConfigError) as error:
