@@ -52,13 +52,12 @@ def tokens_per_sentence(params) -> float:
 def run_recipe(name: str, seed: int, base: dict, base_kwargs: dict) -> dict:
     from tasks.evaluate import run_evaluate
     from tasks.finetune import run_finetune
+    from tasks.pretrain import run_pretrain
 
     overrides = merge(merge(base, {"finetune": {"seed": seed}}), RECIPES.get(name, {}))
     with tempfile.TemporaryDirectory() as workdir:
         params = params_for(Path(workdir), overrides, **base_kwargs)
         prepare_data(params)
-        from tasks.pretrain import run_pretrain
-
         run_pretrain(params)
         times: dict = {}
         if name == "plain":
