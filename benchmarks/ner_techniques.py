@@ -5,7 +5,7 @@ tokens per test sentence (what an option adds to every inference) and the fp32 m
 latency at batch 1; then the mean and spread of each recipe over the seeds.
 
     python benchmarks/ner_techniques.py [--params examples/params/wikigold.yaml] [--seeds 42,1,2]
-        [--recipes plain,default,casing] [--out reports/benchmarks/ner_techniques/wnut17.json]
+        [--recipes plain,default,casing,shape] [--out reports/benchmarks/ner_techniques/wnut17.json]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from tinynlp.reporting import markdown_table  # noqa: E402
 RECIPES = {
     "default": {},
     "casing": {"finetune": {"casing": "markers"}},
+    "shape": {"finetune": {"casing": "shape"}},
     "context": {"finetune": {"context": {"tokens": 64}}},          # FLERT's 64 subwords a side
     "context32": {"finetune": {"context": {"tokens": 32}}},
     "casing_context": {"finetune": {"casing": "markers", "context": {"tokens": 64}}},
@@ -106,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", type=Path, help="params file to start from (default: the repo's params.yaml)")
     parser.add_argument("--seeds", default="42,1,2")
-    parser.add_argument("--recipes", default="plain,default,casing", help=f"plain, {', '.join(RECIPES)}")
+    parser.add_argument("--recipes", default="plain,default,casing,shape", help=f"plain, {', '.join(RECIPES)}")
     parser.add_argument("--set", action="append", default=[], help="override every recipe, e.g. finetune.epochs=3")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/ner_techniques/wnut17.json"))
     args = parser.parse_args()

@@ -46,6 +46,12 @@ def run_finetune(params: Params) -> dict:
         casing = "markers (redundant: the tokenizer keeps case)"
         log.warning("finetune.casing: markers with %s, whose tokenizer keeps case already: the markers add "
                     "length and no information", source)
+    if cfg.casing == "shape":
+        ner.add_shape_embeddings(model)
+        if not ner.loses_case(tokenizer):
+            casing = "shape (the tokenizer keeps case too)"
+            log.warning("finetune.casing: shape with %s, whose tokenizer keeps case already: the shapes repeat "
+                        "what the subwords show", source)
     context = context_kind(read_training_split(paths.augmented, cfg.max_train_samples), spec)
     if cfg.context.tokens:
         log.info("finetune: document context of %d subwords a side, from %s%s", cfg.context.tokens, context,
@@ -58,6 +64,8 @@ def run_finetune(params: Params) -> dict:
     if private_part:
         log.info("DP-SGD trains %s", private_part)
     model = _trainable(model, cfg, task)
+    if cfg.casing == "shape" and cfg.peft != "none":  # PEFT freezes embeddings; the shape rows must still learn
+        ner.shape_embeddings(model).weight.requires_grad_(True)
     trainable = efficient.trainable_parameters(model)
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
              modeling.parameter_count(model) / 1e6, len(data.train_features), len(data.head.features(data.dev_encoded)))

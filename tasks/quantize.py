@@ -61,7 +61,7 @@ def calibration_batches(params: Params, tokenizer, batch_size: int = 8) -> list[
     chosen = rng.choice(len(features), size=min(params.quantize.calibration_samples, len(features)), replace=False)
     sample = [features[i] for i in sorted(chosen)]
     batches = [pad_batch(sample[i:i + batch_size], tokenizer.pad_token_id) for i in range(0, len(sample), batch_size)]
-    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in batches]
+    return [dict(zip(quantization.FEED_ORDER, arrays)) for arrays in batches]
 
 
 def _candidates(params: Params, graph: Path, unfused: Path, directory: Path, calibration: list[dict]) -> list[dict]:

@@ -404,29 +404,41 @@ def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, p
 
 
 @pytest.mark.slow
-def test_casing_markers_document_context_and_a_transfer_set_reach_every_variant(tmp_path, tiny_bert):
-    """The NER quality options through `dvc repro`: casing markers and document context saved with
-    the model down to the served one (markers in its tokenizer, context in pipeline.json), the
-    fallback said in the metrics, and the student trained on a transfer set."""
+@pytest.mark.parametrize("casing", ["markers", "shape"])
+def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path, tiny_bert, casing):
+    """The NER quality options through `dvc repro`: casing (markers or word shapes) and document
+    context saved with the model down to the served one (markers in its tokenizer, shapes as the
+    ONNX graph's token_type_ids, context in pipeline.json), the fallback said in the metrics, the
+    student trained on a transfer set, and predict and explain on the promoted model."""
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     quick_params(workspace)
     (workspace / "data/corpus.txt").write_text("Alice visited Berlin in May . Bob stayed home .\n"
                                                "Carol flew from Rome to Oslo with Dave .\n", encoding="utf-8")
     set_param(workspace, "paths", "corpus", "data/corpus.txt")
-    set_param(workspace, "finetune", "casing", "markers")
+    set_param(workspace, "finetune", "casing", casing)
     set_param(workspace, "finetune", "context", {"tokens": 8, "fallback": "sentence_order"})
     set_param(workspace, "distill", "transfer", {"augmented_copies": 1, "corpus_texts": 2})
     run(DVC + ["repro"], workspace)
     finetune = json.loads((workspace / "reports/finetune/metrics.json").read_text())
-    assert finetune["casing"] == "markers" and finetune["context"] == "sentence order"  # no -DOCSTART- lines
+    assert finetune["casing"] == casing and finetune["context"] == "sentence order"  # no -DOCSTART- lines
     transfer = json.loads((workspace / "reports/distill/metrics.json").read_text())["transfer"]
     assert transfer["augmented"] > 0 and transfer["corpus"] == 2
     promoted = workspace / "models/promoted"
     meta = json.loads((promoted / "pipeline.json").read_text())
-    assert meta["casing"] == "markers" and meta["context"] == 8
-    assert "[TITLE]" in (promoted / "tokenizer.json").read_text()
+    assert meta["casing"] == casing and meta["context"] == 8
+    if casing == "markers":
+        assert "[TITLE]" in (promoted / "tokenizer.json").read_text()
+    else:
+        import onnx
+
+        graph = onnx.load(str(promoted / "model.onnx"), load_external_data=False).graph
+        assert "token_type_ids" in [i.name for i in graph.input]
     (workspace / "doc.txt").write_text("Alice lives in Paris .\nShe met Bob there .\n", encoding="utf-8")
     out = run([sys.executable, "-m", "cli.main", "predict", "--model", "models/promoted", "--json", "--document",
                "--file", "doc.txt"], workspace)
     assert [json.loads(line)["text"] for line in out.stdout.splitlines()] == ["Alice lives in Paris .",
                                                                               "She met Bob there ."]
+    out = run([sys.executable, "-m", "cli.main", "explain", "--json", "Alice lives in Paris ."], workspace)
+    record = json.loads(out.stdout.splitlines()[0])
+    assert record["text"] == "Alice lives in Paris ."
+    assert all(len(e["attributions"]) == 5 for e in record["explanations"])

@@ -300,9 +300,11 @@ class FinetuneConfig(_TrainingSection):
         "tag); auto: viterbi for NER, argmax for classification. Saved with the model: evaluate, predict and serve "
         "decode alike")
     context: ContextConfig = Field(ContextConfig(), description="NER: document context (FLERT)")
-    casing: Literal["none", "markers"] = Field(
+    casing: Literal["none", "markers", "shape"] = Field(
         "none", description="NER: markers puts a learnt token ([TITLE], [UPPER], [MIXED]) before each word whose "
-        "case an uncased tokenizer loses; saved with the model, so every variant, predict and serve see them too")
+        "case an uncased tokenizer loses; shape adds a learnt embedding of each word's shape (lower, title, upper, "
+        "mixed, digits, other) to its subtokens through the token-type embeddings (BERT-style encoders), starting "
+        "from the unchanged checkpoint. Saved with the model, so every variant, predict and serve see them too")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":

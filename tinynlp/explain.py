@@ -63,7 +63,9 @@ class Explainer:
         and each word's first own subtoken, where its tag is read."""
         shown, origin = ner.model_words(words, self.spec.casing)
         encoded = self.tokenizer(shown, is_split_into_words=True, truncation=True, max_length=self.spec.max_length,
-                                 return_tensors="pt")
+                                 return_tensors="pt", return_token_type_ids=False)
+        if self.spec.casing == "shape":
+            encoded["token_type_ids"] = self.torch.tensor([ner.shape_type_ids(shown, encoded.word_ids(0))])
         marks = [origin[i + 1] if origin[i] < 0 else origin[i] for i in range(len(origin))]
         word_ids = [None if w is None else marks[w] for w in encoded.word_ids(0)]
         first = {}
@@ -81,8 +83,9 @@ class Explainer:
     def _attribute(self, encoded, score_fn, word_ids, count: int) -> tuple[list[float], float]:
         from captum.attr import LayerIntegratedGradients
 
-        mask = encoded["attention_mask"]
-        forward = lambda ids: score_fn(self.model(input_ids=ids, attention_mask=mask.expand(ids.shape[0], -1)).logits)
+        fixed = {k: v for k, v in encoded.items() if k != "input_ids"}  # the mask and any word shapes
+        forward = lambda ids: score_fn(self.model(input_ids=ids, **{k: v.expand(ids.shape[0], -1)
+                                                                     for k, v in fixed.items()}).logits)
         ig = LayerIntegratedGradients(forward, self.model.get_input_embeddings())
         ids = encoded["input_ids"]
         attributions, delta = ig.attribute(ids, baselines=self._baseline(ids), n_steps=self.steps,
@@ -146,7 +149,7 @@ class Explainer:
                 ids[0, position] = self.tokenizer.pad_token_id
         positions = [] if explanation.span is None else [first[w] for w in range(*explanation.span) if w in first]
         with self.torch.no_grad():
-            logits = self.model(input_ids=ids, attention_mask=encoded["attention_mask"]).logits
+            logits = self.model(**{**encoded, "input_ids": ids}).logits
         return float(self._target(positions, explanation.label_ids)(logits)[0])
 
 

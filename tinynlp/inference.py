@@ -1,5 +1,5 @@
-"""Running any model variant the same way: a runner maps (input_ids, attention_mask) numpy arrays
-to logits, whether it wraps PyTorch, ONNX Runtime or a compiled INC model. Predictions, latency
+"""Running any model variant the same way: a runner maps (input_ids, attention_mask[,
+token_type_ids]) numpy arrays to logits, whether it wraps PyTorch, ONNX Runtime or a compiled INC model. Predictions, latency
 and throughput are measured through that one interface so variants compare fairly."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (input_ids, attention_mask) or, for a model with word shapes, (input_ids, attention_mask, token_type_ids)
+Runner = Callable[..., np.ndarray]
 
 
 class TorchRunner:
@@ -19,21 +20,28 @@ class TorchRunner:
     def __init__(self, model: torch.nn.Module):
         self.model = model.eval()
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 token_type_ids: np.ndarray | None = None) -> np.ndarray:
+        inputs = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = torch.from_numpy(token_type_ids)
         with torch.inference_mode():
-            return self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
-                              ).logits.float().numpy()
+            return self.model(**inputs).logits.float().numpy()
 
 
-def pad_batch(features: Sequence[dict], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded int64 input_ids and attention_mask for a list of features."""
+def pad_batch(features: Sequence[dict], pad_id: int) -> tuple[np.ndarray, ...]:
+    """Right-padded int64 input_ids and attention_mask for a list of features, and token_type_ids
+    (padded with 0) when the features carry them."""
     length = max(len(f["input_ids"]) for f in features)
     ids = np.full((len(features), length), pad_id, dtype=np.int64)
     mask = np.zeros((len(features), length), dtype=np.int64)
+    types = np.zeros((len(features), length), dtype=np.int64) if "token_type_ids" in features[0] else None
     for row, feature in enumerate(features):
         ids[row, : len(feature["input_ids"])] = feature["input_ids"]
         mask[row, : len(feature["input_ids"])] = 1
-    return ids, mask
+        if types is not None:
+            types[row, : len(feature["input_ids"])] = feature["token_type_ids"]
+    return (ids, mask) if types is None else (ids, mask, types)
 
 
 def predict_logits(runner: Runner, features: Sequence[dict], batch_size: int, pad_id: int) -> list[np.ndarray]:
@@ -75,8 +83,8 @@ def measure_speeds(runners: dict[str, Runner], features: Sequence[dict], pad_id:
     singles = [pad_batch([feature], pad_id) for feature in chosen]
     names = list(runners)
     for runner in runners.values():
-        for ids, mask in singles[:warmup]:
-            runner(ids, mask)
+        for arrays in singles[:warmup]:
+            runner(*arrays)
         runner(*batches[0])  # warm-up at the batch shape
     timings: dict[str, list[float]] = {name: [] for name in names}
     elapsed = dict.fromkeys(names, 0.0)
@@ -85,13 +93,13 @@ def measure_speeds(runners: dict[str, Runner], features: Sequence[dict], pad_id:
         order = names[turn % len(names):] + names[: turn % len(names)]
         for name in order:
             runner = runners[name]
-            for ids, mask in singles[turn::rounds]:
+            for arrays in singles[turn::rounds]:
                 started = time.perf_counter()
-                runner(ids, mask)
+                runner(*arrays)
                 timings[name].append(time.perf_counter() - started)
             started = time.perf_counter()
-            for ids, mask in batches[turn::rounds]:
-                runner(ids, mask)
+            for arrays in batches[turn::rounds]:
+                runner(*arrays)
             elapsed[name] += time.perf_counter() - started
     speeds = {}
     for name in names:

@@ -14,7 +14,9 @@ IGNORE = -100  # label id the loss skips (continuation subtokens, special tokens
 # What an uncased tokenizer loses of a word: digits and punctuation survive lower-casing, so only
 # these shapes get a marker token before the word; lower-case and caseless words get none.
 CASE_MARKERS = {"title": "[TITLE]", "upper": "[UPPER]", "mixed": "[MIXED]"}
-CASINGS = ("none", "markers")
+# `casing: shape`: each subtoken's token-type id is its word's shape (1 + index here); 0 is the
+# special tokens' and padding's, the checkpoint's own row, so a fresh table changes nothing
+WORD_SHAPES = ("lower", "title", "upper", "mixed", "digits", "other")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,28 @@ def word_case(word: str) -> str | None:
     return "upper" if all(c.isupper() for c in letters) else "mixed"
 
 
+def word_shape(word: str) -> str:
+    """One of WORD_SHAPES: the case of a word with letters, else digits or other (punctuation, symbols)."""
+    case = word_case(word)
+    if case is not None:
+        return case
+    if any(c.isalpha() for c in word):
+        return "lower"
+    return "digits" if any(c.isdigit() for c in word) else "other"
+
+
+def shape_type_ids(words: Sequence[str], word_ids: Sequence[int | None]) -> list[int]:
+    """Token-type ids for `casing: shape`: each subtoken gets its word's shape; special tokens 0."""
+    ids = {w: 1 + WORD_SHAPES.index(word_shape(words[w])) for w in set(word_ids) if w is not None}
+    return [0 if w is None else ids[w] for w in word_ids]
+
+
+def loses_case(tokenizer) -> bool:
+    """Whether the tokenizer lower-cases (an uncased checkpoint), so case reaches the model only
+    through markers or shapes."""
+    return tokenizer.tokenize("Paris") == tokenizer.tokenize("paris")
+
+
 def add_case_markers(tokenizer, model=None) -> bool:
     """Give the tokenizer (and the model's input embeddings) the case-marker tokens; the new rows
     start at the mean of the old ones and are learnt in fine-tuning. False when the tokenizer keeps
@@ -44,13 +68,49 @@ def add_case_markers(tokenizer, model=None) -> bool:
     tokenizer.add_tokens(list(CASE_MARKERS.values()), special_tokens=True)
     if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
-    return tokenizer.tokenize("Paris") == tokenizer.tokenize("paris")
+    return loses_case(tokenizer)
+
+
+def add_shape_embeddings(model) -> None:
+    """`casing: shape`: the token-type table becomes one row per word shape (WORD_SHAPES, plus row 0
+    for special tokens), every row a copy of the checkpoint's row 0, so training starts from the
+    unchanged checkpoint and learns what each shape adds to a word's embedding. The exported graph
+    then takes token_type_ids as an input."""
+    import torch
+
+    table = shape_embeddings(model)
+    rows = len(WORD_SHAPES) + 1
+    if table.num_embeddings != rows:
+        grown = torch.nn.Embedding(rows, table.embedding_dim, dtype=table.weight.dtype, device=table.weight.device)
+        with torch.no_grad():
+            grown.weight.copy_(table.weight[:1].expand(rows, -1))
+        model.base_model.embeddings.token_type_embeddings = grown
+        model.config.type_vocab_size = rows
+    model.config.word_shapes = list(WORD_SHAPES)
+
+
+def shape_embeddings(model):
+    """The encoder's token-type table (a PEFT wrapper is looked through); ConfigError if it has none."""
+    from tinynlp.errors import ConfigError
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    table = getattr(getattr(inner.base_model, "embeddings", None), "token_type_embeddings", None)
+    if table is None:
+        raise ConfigError(f"finetune.casing: shape learns word shapes in the encoder's token-type embeddings, and "
+                          f"{type(inner.base_model).__name__} has none (BERT-style encoders do); use casing: markers "
+                          "or none")
+    return table
+
+
+def uses_word_shapes(model) -> bool:
+    """Whether the model was fine-tuned with `casing: shape` (its graph takes token_type_ids)."""
+    return bool(getattr(getattr(model, "config", None), "word_shapes", None))
 
 
 def model_words(words: Sequence[str], casing: str = "none") -> tuple[list[str], list[int]]:
     """The words the tokenizer is given and, for each, the index of the sentence word it stands for
     (-1: a case marker, which is never labelled or decoded)."""
-    if casing == "none":
+    if casing != "markers":
         return list(words), list(range(len(words)))
     shown, origin = [], []
     for index, word in enumerate(words):
@@ -123,7 +183,8 @@ def encode(tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequenc
            casing: str = "none", context: int = 0, documents: Sequence[int] | None = None,
            anchors: Sequence[int] | None = None) -> Encoded:
     """`casing: markers` puts a case-marker token before each word whose case the tokenizer loses
-    (add_case_markers must have given them to the tokenizer). `context` > 0 with `documents` (one
+    (add_case_markers must have given them to the tokenizer); `casing: shape` gives each subtoken its
+    word's shape as token_type_ids (see add_shape_embeddings). `context` > 0 with `documents` (one
     id per sentence, in document order) adds document context (see with_context)."""
     shown = [model_words(s, casing) for s in sentences]
     if context and documents is not None:
@@ -146,8 +207,11 @@ def encode(tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequenc
             else:
                 labels.append(label2id[continuation_label(tags[sentence][word])] if label_all_tokens else IGNORE)
             previous = word
-        features.append({"input_ids": batch["input_ids"][window],
-                         "attention_mask": batch["attention_mask"][window], "labels": labels})
+        feature = {"input_ids": batch["input_ids"][window], "attention_mask": batch["attention_mask"][window],
+                   "labels": labels}
+        if casing == "shape":
+            feature["token_type_ids"] = shape_type_ids(shown[sentence][0], batch.word_ids(window))
+        features.append(feature)
         window_sentence.append(sentence)
         window_words.append(words)
     return Encoded(features, window_sentence, window_words, [len(s) for s in sentences])

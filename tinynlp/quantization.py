@@ -16,12 +16,15 @@ import numpy as np
 import torch
 
 from tinynlp.errors import QuantizationError
+from tinynlp.ner import uses_word_shapes
 
 log = logging.getLogger(__name__)
 
 Batch = Mapping[str, np.ndarray]
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Runner = Callable[..., np.ndarray]
 INPUT_NAMES = ("input_ids", "attention_mask")
+SHAPE_INPUT = "token_type_ids"  # word shapes (finetune.casing: shape)
+FEED_ORDER = (*INPUT_NAMES, SHAPE_INPUT)  # runners' and forward()'s positional order
 INC_PROGRAM = "model.pt2"
 INC_META = "inc.json"
 
@@ -68,11 +71,16 @@ def _eager_attention(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             _set_attention(model, previous)
 
 
-def _example_inputs(model: torch.nn.Module, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def input_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """The inputs a model's graph takes: token_type_ids too when it learnt word shapes."""
+    return INPUT_NAMES + ((SHAPE_INPUT,) if uses_word_shapes(model) else ())
+
+
+def _example_inputs(model: torch.nn.Module, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, ...]:
     # sizes above 1: exporters turn dimensions seen as 1 into constants
     vocab = int(getattr(getattr(model, "config", None), "vocab_size", 2) or 2)
     ids = torch.arange(batch * length, dtype=torch.long).remainder(vocab).reshape(batch, length)
-    return ids, torch.ones_like(ids)
+    return (ids, torch.ones_like(ids), torch.ones_like(ids))[: len(input_names(model))]
 
 
 def max_positions(model: torch.nn.Module) -> int:
@@ -94,8 +102,9 @@ class MeanPooledEncoder(torch.nn.Module):
         self.config = classifier.config
         self.train(classifier.training)  # a new Module starts in training mode: keep the caller's
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
@@ -114,7 +123,8 @@ def _export(model: torch.nn.Module, path: str | os.PathLike, output: str, opset:
         with _eager_attention(model), torch.no_grad():
             result = model(*example)
             rank = (result if isinstance(result, torch.Tensor) else result.logits).dim()
-            axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+            names = input_names(model)
+            axes = {name: {0: "batch", 1: "sequence"} for name in names}
             axes[output] = {0: "batch", 1: "sequence"} if rank == 3 else {0: "batch"}
             with _replacing(path) as tmp, warnings.catch_warnings():
                 # known and harmless: the legacy exporter's deprecation notices, the mask code's constant
@@ -123,7 +133,7 @@ def _export(model: torch.nn.Module, path: str | os.PathLike, output: str, opset:
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
                 warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
-                torch.onnx.export(model, example, str(tmp), input_names=list(INPUT_NAMES), output_names=[output],
+                torch.onnx.export(model, example, str(tmp), input_names=list(names), output_names=[output],
                                   dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     finally:
         model.train(was_training)
@@ -147,22 +157,24 @@ class OnnxRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = "logits" if "logits" in outputs else outputs[0]
-        unknown = set(self.input_names) - {*INPUT_NAMES, "token_type_ids"}
+        unknown = set(self.input_names) - {*INPUT_NAMES, SHAPE_INPUT}
         if unknown:
             raise QuantizationError(f"{path}: graph needs inputs {sorted(unknown)} that a runner cannot feed")
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 token_type_ids: np.ndarray | None = None) -> np.ndarray:
         ids = np.asarray(input_ids, dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.asarray(attention_mask, dtype=np.int64),
-                 "token_type_ids": np.zeros_like(ids)}
+                 SHAPE_INPUT: np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, np.int64)}
         logits = self.session.run([self.output_name], {name: feeds[name] for name in self.input_names})[0]
         return logits.astype(np.float32, copy=False)
 
 
-def torch_logits(model: torch.nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+def torch_logits(model: torch.nn.Module, *arrays: np.ndarray) -> np.ndarray:
+    """Logits for (input_ids, attention_mask[, token_type_ids]) numpy arrays."""
     with torch.no_grad():
-        out = model(input_ids=torch.as_tensor(np.asarray(input_ids, dtype=np.int64)),
-                    attention_mask=torch.as_tensor(np.asarray(attention_mask, dtype=np.int64)))
+        out = model(**{name: torch.as_tensor(np.asarray(array, dtype=np.int64))
+                       for name, array in zip(FEED_ORDER, arrays)})
     return out.logits.float().numpy()
 
 
@@ -174,10 +186,10 @@ def max_abs_difference(model: torch.nn.Module, candidate: str | os.PathLike | Ru
     model.eval()
     worst = 0.0
     for batch in batches:
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        diff = np.abs(runner(ids, mask) - torch_logits(model, ids, mask))
+        arrays = _arrays(batch)
+        diff = np.abs(runner(*arrays) - torch_logits(model, *arrays))
         if diff.ndim == 3:  # token logits: padded positions are never read downstream
-            diff = diff[np.asarray(mask).astype(bool)]
+            diff = diff[np.asarray(batch["attention_mask"]).astype(bool)]
         worst = max(worst, float(diff.max(initial=0.0)))
     return worst
 
@@ -347,20 +359,27 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.inner = inner
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.inner(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.inner(input_ids, attention_mask) if token_type_ids is None else \
+            self.inner(input_ids, attention_mask, token_type_ids)
         return out if isinstance(out, torch.Tensor) else out["logits"] if isinstance(out, Mapping) else out[0]
 
 
-def _dynamic_shapes(max_length: int) -> dict[str, dict[int, torch.export.Dim]]:
+def _dynamic_shapes(max_length: int, inputs: int = len(INPUT_NAMES)) -> dict[str, dict[int, torch.export.Dim]]:
     batch = torch.export.Dim("batch", min=1)
     # the position-embedding table bounds the sequence length
     sequence = torch.export.Dim("sequence", min=2, max=max_length)
-    return {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
+    return {name: {0: batch, 1: sequence} for name in FEED_ORDER[:inputs]}
 
 
-def _tensors(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple(torch.as_tensor(np.ascontiguousarray(batch[name], dtype=np.int64)) for name in INPUT_NAMES)
+def _arrays(batch: Batch) -> tuple[np.ndarray, ...]:
+    """A batch's input arrays in the order runners and forward() take them."""
+    return tuple(batch[name] for name in FEED_ORDER if name in batch)
+
+
+def _tensors(batch: Batch) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(np.ascontiguousarray(array, dtype=np.int64)) for array in _arrays(batch))
 
 
 def _default_buckets(max_length: int) -> list[int]:
@@ -376,10 +395,11 @@ class IncRunner:
     to a bucket length so torch.compile builds one specialised graph per bucket, not per length."""
 
     def __init__(self, module: torch.nn.Module, max_length: int, threads: int = 0, compile: bool = True,
-                 buckets: Sequence[int] | None = None):
+                 buckets: Sequence[int] | None = None, inputs: int = len(INPUT_NAMES)):
         import torch._inductor.config  # noqa: F401  patched on every call, see __call__
 
         self.module = module
+        self.inputs = inputs  # 3: the program takes token_type_ids (word shapes)
         self.max_length = max_length
         self.buckets = sorted(set(buckets or _default_buckets(max_length)))
         if threads > 0:
@@ -393,17 +413,18 @@ class IncRunner:
                 return size
         raise QuantizationError(f"sequence length {length} exceeds the model's maximum {self.buckets[-1]}")
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        ids, mask = _tensors({"input_ids": input_ids, "attention_mask": attention_mask})
-        length = ids.shape[1]
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 token_type_ids: np.ndarray | None = None) -> np.ndarray:
+        arrays = (input_ids, attention_mask, np.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
+        tensors = [torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64)) for a in arrays[: self.inputs]]
+        length = tensors[0].shape[1]
         padding = self.bucket_length(length) - length
         if padding:
-            ids = torch.nn.functional.pad(ids, (0, padding))
-            mask = torch.nn.functional.pad(mask, (0, padding))
+            tensors = [torch.nn.functional.pad(t, (0, padding)) for t in tensors]
         # freezing lets inductor pre-pack the INT8 weights (without it the graph stays slow); patched per call
         # rather than globally, and passing it as torch.compile(options=...) fails on this torch
         with torch.no_grad(), torch._inductor.config.patch(freezing=True):
-            logits = self.forward(ids, mask)
+            logits = self.forward(*tensors)
         if logits.dim() == 3:
             logits = logits[:, :length]
         return np.ascontiguousarray(logits.float().numpy())
@@ -413,7 +434,7 @@ class IncRunner:
         buckets = sorted({self.bucket_length(length) for length in lengths})
         for batch_size in batch_sizes:
             for size in buckets:
-                self(np.zeros((batch_size, size), np.int64), np.ones((batch_size, size), np.int64))
+                self(np.zeros((batch_size, size), np.int64), np.ones((batch_size, size), np.int64))  # types: 0
         return buckets
 
 
@@ -435,7 +456,7 @@ def _inc_export(model: torch.nn.Module) -> torch.nn.Module:
         with _eager_attention(model), warnings.catch_warnings():
             # transformers' output-capturing global looks like a side effect to the tracer; it is not read
             warnings.filterwarnings("ignore", message="While compiling, we found certain side effects")
-            return export(model.eval(), example, dynamic_shapes=_dynamic_shapes(max_positions(model)))
+            return export(model.eval(), example, dynamic_shapes=_dynamic_shapes(max_positions(model), len(example)))
     finally:
         model.train(was_training)
 
@@ -458,7 +479,8 @@ def inc_quantize(model: torch.nn.Module, calibration_batches: Sequence[Batch],
     with torch.no_grad():
         for batch in calibration_batches if mode == "static" else calibration_batches[:1]:
             prepared(*_tensors(batch))
-    return IncRunner(_Logits(convert(prepared)), max_positions(model), threads, compile, buckets)
+    return IncRunner(_Logits(convert(prepared)), max_positions(model), threads, compile, buckets,
+                     len(input_names(model)))
 
 
 def save_inc(runner: IncRunner, directory: str | os.PathLike) -> Path:
@@ -466,11 +488,14 @@ def save_inc(runner: IncRunner, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     length = min(16, runner.max_length)
-    example = (torch.zeros((2, length), dtype=torch.long), torch.ones((2, length), dtype=torch.long))
-    program = torch.export.export(runner.module, example, dynamic_shapes=_dynamic_shapes(runner.max_length))
+    example = (torch.zeros((2, length), dtype=torch.long), torch.ones((2, length), dtype=torch.long),
+               torch.zeros((2, length), dtype=torch.long))[: runner.inputs]
+    program = torch.export.export(runner.module, example,
+                                  dynamic_shapes=_dynamic_shapes(runner.max_length, runner.inputs))
     with _replacing(directory / INC_PROGRAM) as tmp:
         torch.export.save(program, str(tmp))
-    meta = {"format": "torch.export", "max_length": runner.max_length, "buckets": runner.buckets}
+    meta = {"format": "torch.export", "max_length": runner.max_length, "buckets": runner.buckets,
+            "inputs": runner.inputs}
     with _replacing(directory / INC_META) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return directory
@@ -483,4 +508,5 @@ def load_inc(directory: str | os.PathLike, threads: int = 0, compile: bool = Tru
     directory = Path(directory)
     meta = json.loads((directory / INC_META).read_text(encoding="utf-8"))
     program = torch.export.load(str(directory / INC_PROGRAM))
-    return IncRunner(program.module(), int(meta["max_length"]), threads, compile, meta["buckets"])
+    return IncRunner(program.module(), int(meta["max_length"]), threads, compile, meta["buckets"],
+                     int(meta.get("inputs", len(INPUT_NAMES))))
