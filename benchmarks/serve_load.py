@@ -4,12 +4,17 @@ offline ceiling (the same texts through the Predictor at batch 32, in one proces
 requests, each of which must be answered within the time budget while /health keeps answering.
 
     python benchmarks/serve_load.py [--requests 1000] [--clients 1,8,32] [--model models/promoted]
-        [--client raw|httpx] [--windows 5,0] [--rss-requests 10000] [--no-hostile]
+        [--client raw|httpx] [--windows 5,0] [--admission 16] [--rss-requests 10000] [--no-hostile]
 
 Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, the CPU seconds the server
 and the load generator used (both share the machine's cores), and the server's RSS before and
 after (and after `--rss-requests` more). Request sizes: 70% one text, 20% four, 10% sixteen
 (WNUT-17 test sentences).
+
+`--admission N`: one more run at the largest client count, batching on, with `serve.max_in_flight: N`.
+The server sheds what is over N with 503 and Retry-After; the clients wait as told and send the same
+texts again. Its row gives the latency of answered attempts (p50/p95/p99_ms), the share of attempts
+shed, and the latency a caller sees from its first attempt to its answer (`until_answered_p99_ms`).
 """
 from __future__ import annotations
 
@@ -67,32 +72,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _raw_post(reader, writer, body: bytes) -> int:
-    """One POST /predict on a kept-alive connection, as little client work as HTTP/1.1 allows."""
+async def _raw_post(reader, writer, body: bytes) -> tuple[int, float]:
+    """One POST /predict on a kept-alive connection, as little client work as HTTP/1.1 allows:
+    the status and the Retry-After seconds (0 without one)."""
     writer.write(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-    await reader.readexactly(length)
-    return status
+    fields = {line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
+              for line in head.split(b"\r\n")[1:] if b":" in line}
+    await reader.readexactly(int(fields[b"content-length"]))
+    return status, float(fields.get(b"retry-after", 0))
 
 
 async def load(port: int, texts: list[str], clients: int, total: int, seed: int, server_pid: int | None = None,
-               client_kind: str = "raw") -> dict:
+               client_kind: str = "raw", retry: bool = False) -> dict:
     """`total` requests from `clients` concurrent connections. `raw`: a minimal HTTP/1.1 client on
     asyncio streams, so the load generator takes little of the 2 cores the server needs; `httpx`:
-    the client of the first measurements. CPU seconds of the server and of this process are kept."""
+    the client of the first measurements. CPU seconds of the server and of this process are kept.
+    `retry` (raw client): a shed request (503 with Retry-After) is sent again after the wait."""
     import resource
 
     rng = random.Random(seed)
     plan = [[rng.choice(texts) for _ in range(rng.choice(SIZES))] for _ in range(total)]
-    latencies, statuses, done_texts = [], {}, 0
+    latencies, statuses, done_texts, until_answered = [], {}, 0, []
     queue = iter(plan)
+
+    attempt_statuses: list[int] = []
 
     def record(started: float, status: int, batch: list[str]) -> None:
         nonlocal done_texts
         latencies.append(time.perf_counter() - started)
+        attempt_statuses.append(status)
         statuses[status] = statuses.get(status, 0) + 1
         if status == 200:
             done_texts += len(batch)
@@ -101,8 +112,16 @@ async def load(port: int, texts: list[str], clients: int, total: int, seed: int,
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for batch in queue:
-                started = time.perf_counter()
-                record(started, await _raw_post(reader, writer, json.dumps({"texts": batch}).encode()), batch)
+                body, first = json.dumps({"texts": batch}).encode(), time.perf_counter()
+                while True:
+                    started = time.perf_counter()
+                    status, wait = await _raw_post(reader, writer, body)
+                    record(started, status, batch)
+                    if not (retry and status == 503 and wait):
+                        break
+                    await asyncio.sleep(wait)
+                if retry and status == 200:
+                    until_answered.append(time.perf_counter() - first)
         finally:
             writer.close()
 
@@ -123,10 +142,13 @@ async def load(port: int, texts: list[str], clients: int, total: int, seed: int,
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
             await asyncio.gather(*(httpx_client(http) for _ in range(clients)))
     seconds = time.perf_counter() - started
-    latencies.sort()
-    pick = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+    answered = sorted(t for t, status in zip(latencies, attempt_statuses) if status == 200) if retry else \
+        sorted(latencies)
+    pick = lambda values, q: round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+    extra = {"shed_share": round(statuses.get(503, 0) / len(latencies), 3),
+             "until_answered_p99_ms": pick(sorted(until_answered), 0.99)} if retry else {}
     return {"requests_per_s": round(total / seconds, 1), "texts_per_s": round(done_texts / seconds, 1),
-            "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
+            "p50_ms": pick(answered, 0.50), "p95_ms": pick(answered, 0.95), "p99_ms": pick(answered, 0.99), **extra,
             "statuses": json.dumps(dict(sorted(statuses.items()))),
             "server_cpu_s": round(cpu_seconds(server_pid) - server_cpu, 1) if server_pid else None,
             "client_cpu_s": round(usage() - client_cpu, 1), "seconds": round(seconds, 1)}
@@ -215,6 +237,9 @@ def main() -> None:
     parser.add_argument("--windows", default="5,0", help="batch_window_ms values, one run each (0: batching off)")
     parser.add_argument("--rss-requests", type=int, default=0, help="then this many requests more at the largest "
                                                                    "client count, RSS before and after (flat?)")
+    parser.add_argument("--admission", type=int, default=0,
+                        help="then a run at the largest client count with serve.max_in_flight at this bound, the "
+                             "clients retrying shed requests after Retry-After")
     parser.add_argument("--no-hostile", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/serve_load.json"))
     args = parser.parse_args()
@@ -243,6 +268,22 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(30)
+        admission = []
+        if args.admission:
+            window = next((float(w) for w in args.windows.split(",") if float(w)), 5.0)
+            port += 1
+            server = start_server(args.model, port, {"batch_window_ms": window, "max_in_flight": args.admission},
+                                  Path(workdir))
+            try:
+                result = asyncio.run(load(port, texts, max(clients_list), args.requests, args.seed, server.pid,
+                                          "raw", retry=True))
+                admission.append({"batching": f"on ({window:g} ms)", "max_in_flight": args.admission,
+                                  "clients": max(clients_list), **result,
+                                  "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
+                print(markdown_table(admission, list(admission[0])), flush=True)
+            finally:
+                server.terminate()
+                server.wait(30)
         hostile_rows = []
         if not args.no_hostile:
             port += 1
@@ -257,7 +298,7 @@ def main() -> None:
         print(markdown_table(hostile_rows, list(hostile_rows[0])))
     write_json(Path(args.out), {"offline_texts_per_s": ceiling, "requests_per_run": args.requests,
                                 "client": args.client, "cpu_count": os.cpu_count(), "rows": rows, "server_rss": rss,
-                                "hostile": hostile_rows})
+                                "admission": admission, "hostile": hostile_rows})
 
 
 if __name__ == "__main__":

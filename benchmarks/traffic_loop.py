@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, params_for, prepare_data, timed, write_json  # noqa: E402
 from tinynlp import labelling, modeling  # noqa: E402
-from tinynlp.capture import conll_lines, read_capture  # noqa: E402
+from tinynlp.capture import read_capture  # noqa: E402
+from tinynlp.readers import conll_lines  # noqa: E402
 from tinynlp.ingestion import records_table  # noqa: E402
 from tinynlp.logs import configure_logging  # noqa: E402
 from tinynlp.predict import split_words  # noqa: E402

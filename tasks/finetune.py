@@ -36,35 +36,38 @@ def run_finetune(params: Params) -> dict:
     modeling.set_threads()
     task, labels = read_labels(paths.ingested)
     decoding = "viterbi" if task == "ner" and cfg.decoding != "argmax" else "argmax"
-    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens, decoding, cfg.casing,
-                     cfg.context.tokens, cfg.context.fallback)
     source = paths.pretrained  # written by the pretrain stage (the base checkpoint when disabled)
     tokenizer = modeling.load_tokenizer(source)
     model = modeling.load_classifier(source, labels, head_for(task).model_class, seed=cfg.seed)
-    casing = cfg.casing
-    if cfg.casing == "markers" and not ner.add_case_markers(tokenizer, model):
-        casing = "markers (redundant: the tokenizer keeps case)"
+    casing = reported = ner.casing_for(cfg.casing, task, model)
+    spec = ModelSpec(task, labels, cfg.max_length, cfg.stride, cfg.label_all_tokens, decoding, casing,
+                     cfg.context.tokens, cfg.context.fallback)
+    if casing == "markers" and not ner.add_case_markers(tokenizer, model):
+        reported = "markers (redundant: the tokenizer keeps case)"
         log.warning("finetune.casing: markers with %s, whose tokenizer keeps case already: the markers add "
                     "length and no information", source)
-    if cfg.casing == "shape":
+    if casing == "shape":
         ner.add_shape_embeddings(model)
         if not ner.loses_case(tokenizer):
-            casing = "shape (the tokenizer keeps case too)"
+            reported = "shape (the tokenizer keeps case too)"
             log.warning("finetune.casing: shape with %s, whose tokenizer keeps case already: the shapes repeat "
                         "what the subwords show", source)
-    context = context_kind(read_training_split(paths.augmented, cfg.max_train_samples), spec)
+    if cfg.casing == "auto":
+        log.info("finetune.casing: auto -> %s", casing)
+    train_split = read_training_split(paths.augmented, cfg.max_train_samples)
+    context = context_kind(train_split, spec)
     if cfg.context.tokens:
         log.info("finetune: document context of %d subwords a side, from %s%s", cfg.context.tokens, context,
                  "" if context.startswith("documents") else
                  " (no -DOCSTART- boundaries in the train split: finetune.context.fallback)")
         if context == "none":  # the model never sees context: evaluate, predict and serve must not add it
             spec = dataclasses.replace(spec, context=0)
-    data = training_data(params, spec, tokenizer)
+    data = training_data(params, spec, tokenizer, train_split=train_split)
     private_part = privacy.freeze_for_private_training(model, cfg.dp.top_layers) if cfg.dp.enabled else None
     if private_part:
         log.info("DP-SGD trains %s", private_part)
     model = _trainable(model, cfg, task)
-    if cfg.casing == "shape" and cfg.peft != "none":  # PEFT freezes embeddings; the shape rows must still learn
+    if casing == "shape" and cfg.peft != "none":  # PEFT freezes embeddings; the shape rows must still learn
         ner.shape_embeddings(model).weight.requires_grad_(True)
     trainable = efficient.trainable_parameters(model)
     log.info("finetune %s: %s (%.1fM parameters), %d train and %d dev examples", task, source,
@@ -83,7 +86,7 @@ def run_finetune(params: Params) -> dict:
     atomic_write_json(reports / "history.json", result.history)
     metrics = {f"dev_{data.head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
-               "resumed": result.resumed_from is not None, "world_size": result.world_size, "casing": casing,
+               "resumed": result.resumed_from is not None, "world_size": result.world_size, "casing": reported,
                "context": context}
     if result.privacy:  # ε actually spent (the accountant's), for the gate's table and the model card
         metrics["dp"] = {k: v for k, v in result.privacy.items() if k != "accountant"}

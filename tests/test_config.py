@@ -47,6 +47,7 @@ def test_bad_values_name_the_key(section, key, value, expected):
 @pytest.mark.parametrize("key, value, message", [
     ("decoding", "viterbi", "finetune.decoding: viterbi .* NER only"),
     ("casing", "markers", "finetune.casing: markers .* NER only"),
+    ("casing", "shape", "finetune.casing: shape .* NER only"),
     ("context", {"tokens": 64}, "finetune.context.tokens: document context is for NER"),
 ])
 def test_ner_only_options_are_refused_for_classification(key, value, message):
@@ -55,6 +56,13 @@ def test_ner_only_options_are_refused_for_classification(key, value, message):
     raw["finetune"][key] = value
     with pytest.raises(ConfigError, match=message):
         parse_params(raw, check_files=False)
+
+
+def test_auto_casing_is_accepted_for_classification():
+    raw = copy.deepcopy(DEFAULTS)
+    raw["ingest"].update(task="classification", format="tsv", entity_types=[])
+    raw["finetune"]["casing"] = "auto"
+    assert parse_params(raw, check_files=False).finetune.casing == "auto"
 
 
 def test_unknown_section_is_rejected():

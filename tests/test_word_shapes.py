@@ -165,3 +165,15 @@ def test_explanations_read_the_same_shapes_as_prediction(tiny_bert, tmp_path):
     unshaped = TorchRunner(model)(*pad_batch(encoded.features, tokenizer.pad_token_id)[:2])[0]
     assert np.abs(unshaped - logits).max() > 1e-3  # the check above would miss dropped shapes otherwise
     assert all(e.delta < 0.05 for e in explanations)
+
+
+def test_auto_casing_is_shapes_for_ner_on_encoders_with_token_types(tiny_bert):
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    bert = modeling.load_classifier(str(tiny_bert), LABELS, "AutoModelForTokenClassification", seed=0)
+    assert ner.casing_for("auto", "ner", bert) == "shape"
+    assert ner.casing_for("auto", "classification", bert) == "none"
+    assert ner.casing_for("markers", "ner", bert) == "markers"
+    distil = DistilBertForTokenClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=2,
+                                                                hidden_dim=64, max_position_embeddings=32))
+    assert ner.casing_for("auto", "ner", distil) == "none"  # no token types: auto falls back, shape is refused

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from tinynlp.errors import DataValidationError
 from tinynlp.readers import read_text, text_lines
@@ -222,8 +222,3 @@ def _non_empty(rows: Unlabelled, where: str | Path) -> Unlabelled:
     if not rows.texts:
         raise DataValidationError.single(str(where), "not_empty", "no texts to test for drift")
     return rows
-
-
-def conll_lines(rows: Sequence[tuple[Sequence[str], Sequence[str]]]) -> str:
-    """Sentences as CoNLL text: a token and its tag per line, a blank line after each sentence."""
-    return "".join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n" for words, tags in rows)

@@ -300,11 +300,12 @@ class FinetuneConfig(_TrainingSection):
         "tag); auto: viterbi for NER, argmax for classification. Saved with the model: evaluate, predict and serve "
         "decode alike")
     context: ContextConfig = Field(ContextConfig(), description="NER: document context (FLERT)")
-    casing: Literal["none", "markers", "shape"] = Field(
-        "none", description="NER: markers puts a learnt token ([TITLE], [UPPER], [MIXED]) before each word whose "
-        "case an uncased tokenizer loses; shape adds a learnt embedding of each word's shape (lower, title, upper, "
-        "mixed, digits, other) to its subtokens through the token-type embeddings (BERT-style encoders), starting "
-        "from the unchanged checkpoint. Saved with the model, so every variant, predict and serve see them too")
+    casing: Literal["auto", "none", "markers", "shape"] = Field(
+        "auto", description="NER: shape adds a learnt embedding of each word's shape (lower, title, upper, mixed, "
+        "digits, other) to its subtokens through the token-type embeddings (BERT-style encoders), starting from the "
+        "unchanged checkpoint; markers puts a learnt token ([TITLE], [UPPER], [MIXED]) before each word whose case an "
+        "uncased tokenizer loses; auto: shape for NER where the encoder has token-type embeddings, else none. Saved "
+        "with the model, so every variant, predict and serve see them too")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":
@@ -620,7 +621,7 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _casing_fits_the_task(self) -> "Params":
-        if self.finetune.casing != "none" and self.ingest.task != "ner":
+        if self.finetune.casing not in ("auto", "none") and self.ingest.task != "ner":
             raise ValueError(f"finetune.casing: {self.finetune.casing} marks the case of NER words; it applies to NER "
                              f"only (ingest.task is {self.ingest.task}): set finetune.casing: none")
         if self.finetune.context.tokens and self.ingest.task != "ner":

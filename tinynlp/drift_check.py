@@ -79,9 +79,11 @@ def predict_rows(predictor, words: list[list[str]], texts: list[str], task: str)
     """The promoted model's label per row (NER: BIO tags), its confidence (NER: mean over words) and
     the least sure word's probability (classification: the confidence again)."""
     if task == "ner":
+        from tinynlp.predict import word_confidence
+
         tagged = predictor.tag_words(words)
-        predicted, confidence = [tags for tags, _ in tagged], [float(np.mean(p)) if len(p) else 1.0 for _, p in tagged]
-        lowest = [float(np.min(p)) if len(p) else 1.0 for _, p in tagged]
+        predicted, sure = [tags for tags, _ in tagged], [word_confidence(p) for _, p in tagged]
+        confidence, lowest = [mean for mean, _ in sure], [least for _, least in sure]
     else:
         labels = predictor.label_texts(texts)
         predicted, confidence = [l.label for l in labels], [l.score for l in labels]

@@ -21,7 +21,7 @@ class ModelSpec:
     stride: int = 0
     label_all_tokens: bool = False
     decoding: str = "argmax"         # NER: argmax per word, or viterbi under BIO constraints
-    casing: str = "none"             # NER: "markers" puts a case-marker token before cased words
+    casing: str = "none"             # NER: "shape" (word shapes as token types) or "markers" (tokens before cased words)
     context: int = 0                 # NER: subwords of document context on each side of a sentence
     context_fallback: str = "sentence_order"  # a split without document boundaries: sentence_order or none
 
@@ -48,12 +48,10 @@ def _encode_ner(tokenizer, split: dict, spec: ModelSpec, with_labels: bool = Tru
 def context_source(split: dict, spec: ModelSpec) -> tuple[list[int] | None, list[int] | None]:
     """Each row's document and the row whose neighbours are its context (an augmented copy takes its
     original's), or (None, None) when the split gets no context."""
-    if not spec.context:
+    if context_kind(split, spec) == "none":  # off, or no boundaries and sentence order not to be trusted
         return None, None
     rows = len(split["tokens"])
     documents = list(split.get("document") or [0] * rows)
-    if len(set(documents)) <= 1 and spec.context_fallback == "none":
-        return None, None  # no document boundaries, and sentence order is not to be trusted
     if "source_row" not in split:
         return documents, list(range(rows))
     first_of = {}

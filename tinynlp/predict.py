@@ -45,6 +45,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def word_confidence(scores: Sequence[float]) -> tuple[float, float]:
+    """How sure the model was of a sentence's tags: the mean and the least word probability (1.0
+    each for a sentence without words)."""
+    return (float(np.mean(scores)), float(np.min(scores))) if len(scores) else (1.0, 1.0)
+
+
 def split_words(text: str) -> list[str]:
     return WORD.findall(text)
 
@@ -166,9 +172,7 @@ class Predictor:
         one document, in order) or None (the text is a document of its own, as without it)."""
         if self.meta["task"] == "ner":
             sentences = [split_words(t) for t in texts]
-            return [(entities_of(words, tags, scores, text),
-                     Served(text, tags, float(np.mean(scores)) if len(scores) else 1.0,
-                            float(np.min(scores)) if len(scores) else 1.0, words))
+            return [(entities_of(words, tags, scores, text), Served(text, tags, *word_confidence(scores), words))
                     for text, words, (tags, scores) in zip(texts, sentences, self.tag_texts(sentences, documents))]
         return [(label, Served(text, label.label, label.score, label.score))
                 for text, label in zip(texts, self.label_texts(texts))]

@@ -9,7 +9,7 @@ import json
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -119,6 +119,12 @@ def read_conll(path: str | Path, scheme: Scheme) -> list[Sentence]:
                                              f"{len(ragged)} line(s) without {expected} (token first, tag last)",
                                              ragged[:MAX_STRUCTURE_VIOLATIONS], examples[:5])])
     return normalise_tags(sentences, scheme)
+
+
+def conll_lines(rows: Iterable[tuple[Sequence[str], Sequence[str]]]) -> str:
+    """Sentences as CoNLL text (what read_conll reads): a token and its tag per line, a blank line
+    after each sentence."""
+    return "".join("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n" for words, tags in rows)
 
 
 def normalise_tags(sentences: list[Sentence], scheme: Scheme) -> list[Sentence]:

@@ -21,6 +21,7 @@ from tinynlp.heads import head_for
 from tinynlp.inference import predict_logits
 from tinynlp.ingestion import read_raw_split, records_table, scan_pii
 from tinynlp.model_dir import MODEL_FILE, read_meta, spec_of
+from tinynlp.readers import conll_lines
 from tinynlp.splits import hold_out
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def split_batch(records, fraction: float, seed: int):
 def render(records, cfg: IngestConfig) -> str:
     """Records written back in the training data's format, so ingest reads them like any split."""
     if cfg.task == "ner":
-        return "\n\n".join("\n".join(f"{tok}\t{tag}" for tok, tag in zip(s.tokens, s.tags)) for s in records) + "\n"
+        return conll_lines((s.tokens, s.tags) for s in records)
     frame = pd.DataFrame({cfg.text_column: records["text"], cfg.label_column: records["label"]})
     if cfg.format == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in frame.to_dict("records"))

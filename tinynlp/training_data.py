@@ -32,12 +32,15 @@ class TrainingData:
         return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
-def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples: int = 0) -> TrainingData:
+def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples: int = 0,
+                  train_split: dict | None = None) -> TrainingData:
     """`max_train_samples` > 0 caps the training rows (compression stages on big corpora);
-    otherwise finetune's own limit applies."""
+    otherwise finetune's own limit applies. `train_split`: the training rows, if the caller has
+    read them already."""
     cfg = params.finetune
     head = head_for(spec.task)
-    train_split = read_training_split(params.paths.augmented, max_train_samples or cfg.max_train_samples)
+    if train_split is None:
+        train_split = read_training_split(params.paths.augmented, max_train_samples or cfg.max_train_samples)
     dev_split = read_split(params.paths.ingested, "dev", cfg.max_eval_samples)
     return TrainingData(head, spec, tokenizer, head.features(head.encode(tokenizer, train_split, spec)),
                         head.encode(tokenizer, dev_split, spec), dev_split)
