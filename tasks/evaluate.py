@@ -184,7 +184,7 @@ def _card_inputs(params: Params, variant: Variant, rows: list[dict], analysis: d
         data_version=validated_data_version(params.paths.ingested),
         data_source=params.paths.raw_splits(), procedure=[(stage, recorded.get(stage, {})) for stage in chain],
         drift=params.drift.model_dump(), code=lineage.describe_code(state), commit=state["commit"],
-        privacy=privacy.guarantee(params.paths.model), pii_mode=params.ingest.pii.mode)
+        privacy=privacy.guarantee(params.paths.model), pii_mode=params.ingest.pii.mode, casing=spec.casing)
 
 
 def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None:

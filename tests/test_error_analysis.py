@@ -131,6 +131,11 @@ def test_model_card_reads_back_with_huggingface_hub(tmp_path):
                      "**finetune**: finetune.epochs = 3; finetune.lora.r = 8\n", "git checkout 0123456789ab && dvc pull",
                      "| person ", "train entities"):
         assert expected in card.text, expected
+    assert "## Inputs" not in card.text  # only a model with word shapes has an input to explain
+    import dataclasses
+
+    shaped = model_card.build(dataclasses.replace(inputs, casing="shape"), card_cfg, "x").text
+    assert "## Inputs" in shaped and "`token_type_ids`" in shaped and "2 title" in shaped
 
 
 def test_worst_examples_show_personal_data_masked():

@@ -47,6 +47,7 @@ class CardInputs:
     commit: str | None
     privacy: dict | None = None    # the DP-SGD guarantee (privacy.guarantee), None: trained without DP
     pii_mode: str = "off"          # ingest.pii.mode: what happened to personal data in the train texts
+    casing: str = "none"           # the model's finetune casing (spec): shape adds an input
 
 
 def label_distribution(task: str, train_labels: list) -> dict[str, int]:
@@ -92,12 +93,26 @@ def _body(inputs: CardInputs, card_cfg, row: dict) -> str:
         f"model), {row['size_mb']} MB. Labels: {', '.join(inputs.labels)}.\n",
         "## Intended use\n", (card_cfg.intended_use or intended) + "\n",
         "## Out-of-scope use\n", (card_cfg.out_of_scope_use or out_of_scope) + "\n",
-        _training_data(inputs, card_cfg), _privacy(inputs), _procedure(inputs), _evaluation(inputs),
+        *_inputs(inputs), _training_data(inputs, card_cfg), _privacy(inputs), _procedure(inputs), _evaluation(inputs),
         "## Limitations\n", "\n".join(f"- {line}" for line in inputs.analysis["limitations"])
         or "- The error analysis found no type or bucket far below the rest.", "",
         _monitoring(inputs.drift), _reproduce(inputs),
     ]
     return "\n".join(sections) + "\n"
+
+
+def _inputs(inputs: CardInputs) -> list[str]:
+    """Word shapes are an input no tokenizer makes: say so, with the ids, for callers outside tinynlp."""
+    if inputs.casing != "shape":
+        return []
+    from tinynlp.ner import WORD_SHAPES
+
+    ids = ", ".join(f"{i + 1} {shape}" for i, shape in enumerate(WORD_SHAPES))
+    return ["## Inputs\n",
+            "`model.onnx` takes `input_ids`, `attention_mask` and `token_type_ids`, which here carry each "
+            f"subtoken's word shape: 0 for special tokens and padding, {ids} (`tinynlp.ner.shape_type_ids`). "
+            "`tinynlp predict` and `tinynlp serve` compute them. A plain transformers or Optimum pipeline feeds "
+            "its tokenizer's token types (all 0) instead: it runs, but without the case of each word.\n"]
 
 
 def _training_data(inputs: CardInputs, card_cfg) -> str:
