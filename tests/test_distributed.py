@@ -120,7 +120,7 @@ def test_two_cpu_processes_train_the_single_process_model(tmp_path, dropout_free
     for stage in ("ingest", "augment", "pretrain", "finetune"):
         assert stage_command([stage]) == 0, stage
     single = _result(workspace)
-    start = _initial_weights(workspace, params["finetune"]["seed"])
+    start = _initial_weights(workspace, params["finetune"]["seed"], params["finetune"]["casing"])
 
     throwaway = tmp_path / "tmp"  # rank 1's discarded artifact copies go to TMPDIR
     throwaway.mkdir()
@@ -153,12 +153,15 @@ def test_two_cpu_processes_train_the_single_process_model(tmp_path, dropout_free
     assert drift <= 1e-3 and drift <= 0.01 * moved, (drift, moved)
 
 
-def _initial_weights(workspace: Path, seed: int) -> dict:
-    """The weights finetune started from (encoder + seeded fresh head): how far training moved them
-    is the scale for the difference between the two runs."""
+def _initial_weights(workspace: Path, seed: int, casing: str) -> dict:
+    """The weights finetune started from (encoder + seeded fresh head, and the word-shape table if
+    the casing gives one): how far training moved them is the scale for the difference between
+    the two runs."""
     from tinynlp.splits import read_labels
-    from tinynlp import modeling
+    from tinynlp import modeling, ner
 
     _, labels = read_labels(str(workspace / "data/ingest"))
     model = modeling.load_classifier(str(workspace / "models/pretrain"), labels, seed=seed)
+    if ner.casing_for(casing, "ner", model) == "shape":
+        ner.add_shape_embeddings(model)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
