@@ -12,6 +12,17 @@ import torch
 
 # (input_ids, attention_mask) or, for a model with word shapes, (input_ids, attention_mask, token_type_ids)
 Runner = Callable[..., np.ndarray]
+INPUT_NAMES = ("input_ids", "attention_mask")
+SHAPE_INPUT = "token_type_ids"  # word shapes (finetune.casing: shape)
+FEED_ORDER = (*INPUT_NAMES, SHAPE_INPUT)  # runners' and forward()'s positional order
+
+
+def torch_logits(model: torch.nn.Module, *arrays: np.ndarray) -> np.ndarray:
+    """A PyTorch model's logits for (input_ids, attention_mask[, token_type_ids]) numpy arrays."""
+    with torch.inference_mode():
+        out = model(**{name: torch.as_tensor(np.asarray(array, dtype=np.int64))
+                       for name, array in zip(FEED_ORDER, arrays)})
+    return out.logits.float().numpy()
 
 
 class TorchRunner:
@@ -20,13 +31,8 @@ class TorchRunner:
     def __init__(self, model: torch.nn.Module):
         self.model = model.eval()
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-                 token_type_ids: np.ndarray | None = None) -> np.ndarray:
-        inputs = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = torch.from_numpy(token_type_ids)
-        with torch.inference_mode():
-            return self.model(**inputs).logits.float().numpy()
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        return torch_logits(self.model, *arrays)
 
 
 def pad_batch(features: Sequence[dict], pad_id: int) -> tuple[np.ndarray, ...]:

@@ -16,15 +16,12 @@ import numpy as np
 import torch
 
 from tinynlp.errors import QuantizationError
+from tinynlp.inference import FEED_ORDER, INPUT_NAMES, SHAPE_INPUT, Runner, torch_logits  # noqa: F401  re-exported
 from tinynlp.ner import uses_word_shapes
 
 log = logging.getLogger(__name__)
 
 Batch = Mapping[str, np.ndarray]
-Runner = Callable[..., np.ndarray]
-INPUT_NAMES = ("input_ids", "attention_mask")
-SHAPE_INPUT = "token_type_ids"  # word shapes (finetune.casing: shape)
-FEED_ORDER = (*INPUT_NAMES, SHAPE_INPUT)  # runners' and forward()'s positional order
 INC_PROGRAM = "model.pt2"
 INC_META = "inc.json"
 
@@ -168,14 +165,6 @@ class OnnxRunner:
                  SHAPE_INPUT: np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, np.int64)}
         logits = self.session.run([self.output_name], {name: feeds[name] for name in self.input_names})[0]
         return logits.astype(np.float32, copy=False)
-
-
-def torch_logits(model: torch.nn.Module, *arrays: np.ndarray) -> np.ndarray:
-    """Logits for (input_ids, attention_mask[, token_type_ids]) numpy arrays."""
-    with torch.no_grad():
-        out = model(**{name: torch.as_tensor(np.asarray(array, dtype=np.int64))
-                       for name, array in zip(FEED_ORDER, arrays)})
-    return out.logits.float().numpy()
 
 
 def max_abs_difference(model: torch.nn.Module, candidate: str | os.PathLike | Runner,
