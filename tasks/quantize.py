@@ -23,7 +23,7 @@ from tinynlp.splits import read_split
 
 log = logging.getLogger(__name__)
 SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the kept ones properly
-SELECTION_REPEATS = 3            # interleaved timing passes: their spread is the tie-break's noise band
+SELECTION_REPEATS = 5            # interleaved, paired timing passes: their spread is the tie-break's noise band
 
 
 class _Selection:

@@ -66,6 +66,17 @@ def test_a_gap_beyond_the_noise_band_goes_to_the_faster_and_over_budget_candidat
     assert noise_band({"a": [1.0, 1.1, 1.0], "b": [2.0]}) == pytest.approx(0.1)
 
 
+def test_a_candidate_that_won_any_paired_pass_ties_even_beyond_the_band():
+    # medians 12% apart with a 10% band, but per-tensor was faster in pass 3: the timing cannot rank them
+    per_channel, per_tensor = _candidate("per_channel", 0.5823, 0.0033), _candidate("per_tensor", 0.5803, 0.0053)
+    runs = {"per_channel": [1.40, 1.45, 1.28, 1.42, 1.44], "per_tensor": [1.25, 1.27, 1.30, 1.24, 1.26]}
+    best, how = pick_fastest([per_tensor, per_channel], max_drop=0.01, latency_runs=runs)
+    assert best is per_channel and sorted(how["tied"]) == ["per_channel", "per_tensor"]
+    runs["per_channel"][2] = 1.38  # beaten in every pass and beyond the band: the faster graph is kept
+    best, how = pick_fastest([per_tensor, per_channel], max_drop=0.01, latency_runs=runs)
+    assert best is per_tensor and how["tied"] == ["per_tensor"]
+
+
 def test_with_no_candidate_within_budget_the_most_accurate_is_kept_for_the_gate():
     a, b = _candidate("a", 0.40, 0.10), _candidate("b", 0.45, 0.05)
     best, how = pick_fastest([a, b], max_drop=0.01, latency_runs={"a": [1.0], "b": [2.0]})
