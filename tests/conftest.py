@@ -120,6 +120,7 @@ def tiny_params(model_dir: Path) -> dict:
                               max_length=32, stride=4, patience=12)
     params["prune"].update(epochs=2, batch_size=4, learning_rate=5e-3, patience=2)
     params["prune"]["structured"]["importance_samples"] = 8
+    params["prune"]["unstructured"]["enabled"] = True  # off by default; the tiny DAG keeps it covered
     params["distill"].update(epochs=8, batch_size=4, learning_rate=1e-2, patience=8)
     # INC compiles a program per input shape (seconds each): only the classification DAG test turns it on
     params["quantize"].update(calibration_samples=8, inc_sources=[])

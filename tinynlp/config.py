@@ -306,6 +306,11 @@ class FinetuneConfig(_TrainingSection):
         "unchanged checkpoint; markers puts a learnt token ([TITLE], [UPPER], [MIXED]) before each word whose case an "
         "uncased tokenizer loses; auto: shape for NER where the encoder has token-type embeddings, else none. Saved "
         "with the model, so every variant, predict and serve see them too")
+    shape_dropout: float = Field(
+        0.0, ge=0, lt=1, description="NER with word shapes: the share of training sentences (drawn afresh each step) "
+        "whose shapes are hidden (token types 0, what a plain pipeline such as Optimum's feeds), so the model also "
+        "tags without them; prune's recovery training uses it too (distill does not: its student matches a teacher that "
+        "sees the shapes)")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneConfig":
@@ -329,7 +334,8 @@ class FinetuneConfig(_TrainingSection):
 
 
 class UnstructuredPruneConfig(_Section):
-    enabled: bool = Field(True, description="build the unstructured (magnitude) variant")
+    enabled: bool = Field(False, description="build the unstructured (magnitude) variant (off by default: dense "
+                                             "kernels gain no speed from zeros, so it is for studying sparsity)")
     target_sparsity: float = Field(0.5, gt=0, lt=1, description="share of encoder Linear weights set to zero")
     steps: int = Field(2, ge=1, description="gradual (cubic) steps, each followed by recovery epochs")
 
@@ -624,6 +630,10 @@ class Params(_Section):
         if self.finetune.casing not in ("auto", "none") and self.ingest.task != "ner":
             raise ValueError(f"finetune.casing: {self.finetune.casing} marks the case of NER words; it applies to NER "
                              f"only (ingest.task is {self.ingest.task}): set finetune.casing: none")
+        if self.finetune.shape_dropout and (self.finetune.casing in ("none", "markers") or self.ingest.task != "ner"):
+            raise ValueError(f"finetune.shape_dropout: {self.finetune.shape_dropout} hides word shapes, which a model "
+                             f"has only with finetune.casing: shape or auto, for NER (here casing: "
+                             f"{self.finetune.casing}, ingest.task: {self.ingest.task}): set it to 0")
         if self.finetune.context.tokens and self.ingest.task != "ner":
             raise ValueError(f"finetune.context.tokens: document context is for NER sentences (ingest.task is "
                              f"{self.ingest.task}, whose rows are whole texts): set it to 0")
