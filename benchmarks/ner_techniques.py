@@ -2,7 +2,8 @@
 run_ner-style recipe, our default recipe, and our recipe with one option changed. Per row: test
 and dev entity F1, wall time (fine-tuning + evaluation; the plain recipe's whole run), subword
 tokens per test sentence (what an option adds to every inference) and the fp32 model's p50
-latency at batch 1; then the mean and spread of each recipe over the seeds.
+latency at batch 1, and for a model with word shapes its test F1 when fed token types 0 (what a
+plain pipeline feeds); then the mean and spread of each recipe over the seeds.
 
     python benchmarks/ner_techniques.py [--params examples/params/wikigold.yaml] [--seeds 42,1,2]
         [--recipes plain,default,casing,shape] [--out reports/benchmarks/ner_techniques/wnut17.json]
@@ -29,6 +30,7 @@ RECIPES = {
     "default": {},
     "casing": {"finetune": {"casing": "markers"}},
     "shape": {"finetune": {"casing": "shape"}},
+    "shape_dropout": {"finetune": {"casing": "shape", "shape_dropout": 0.1}},
     "context": {"finetune": {"context": {"tokens": 64}}},          # FLERT's 64 subwords a side
     "context32": {"finetune": {"context": {"tokens": 32}}},
     "casing_context": {"finetune": {"casing": "markers", "context": {"tokens": 64}}},
@@ -50,6 +52,23 @@ def tokens_per_sentence(params) -> float:
     return sum(len(f["input_ids"]) for f in features) / len(features)
 
 
+def test_f1_without_shapes(params) -> float | None:
+    """A word-shape model's test entity F1 when fed token types 0, as a plain pipeline (Optimum's,
+    transformers') feeds it; None for a model without shapes."""
+    from tasks.evaluate import score_without_shapes
+    from tinynlp.heads import head_for
+    from tinynlp.inference import TorchRunner
+    from tinynlp.model_dir import load_model
+    from tinynlp.splits import read_split
+
+    model, spec = load_model(params.paths.model)
+    if spec.casing != "shape":
+        return None
+    tokenizer, test = modeling.load_tokenizer(params.paths.model), read_split(params.paths.ingested, "test")
+    return score_without_shapes(TorchRunner(model.eval()), spec, head_for(spec.task).encode(tokenizer, test, spec),
+                                test, params.evaluate.batch_size, tokenizer.pad_token_id)
+
+
 def run_recipe(name: str, seed: int, base: dict, base_kwargs: dict) -> dict:
     from tasks.evaluate import run_evaluate
     from tasks.finetune import run_finetune
@@ -65,14 +84,15 @@ def run_recipe(name: str, seed: int, base: dict, base_kwargs: dict) -> dict:
             with timed(times, "seconds"):
                 scores = plain_recipe(params, seed)
             return {"recipe": name, "seed": seed, "test_f1": round(scores["entity_f1"], 4), "dev_f1": None, **times,
-                    "tokens_per_sentence": None, "latency_ms_p50": None}
+                    "tokens_per_sentence": None, "latency_ms_p50": None, "test_f1_types_0": None}
         with timed(times, "seconds"):
             run_finetune(params)
             scores = run_evaluate(params)
         return {"recipe": name, "seed": seed, "test_f1": round(scores["test_entity_f1"], 4),
                 "dev_f1": round(scores["dev_entity_f1"], 4), **times,
                 "tokens_per_sentence": round(tokens_per_sentence(params), 2),
-                "latency_ms_p50": scores["variants"]["finetune"]["latency_ms_p50"]}
+                "latency_ms_p50": scores["variants"]["finetune"]["latency_ms_p50"],
+                "test_f1_types_0": test_f1_without_shapes(params)}
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -93,7 +113,8 @@ def summary(rows: list[dict]) -> list[dict]:
                     "test_f1_sd": round(statistics.stdev(f1), 4) if len(f1) > 1 else None,
                     "dev_f1_mean": mean(r["dev_f1"] for r in group), "seconds_mean": mean(r["seconds"] for r in group),
                     "tokens_per_sentence": mean(r["tokens_per_sentence"] for r in group),
-                    "latency_ms_p50": mean(r["latency_ms_p50"] for r in group)})
+                    "latency_ms_p50": mean(r["latency_ms_p50"] for r in group),
+                    "test_f1_types_0_mean": mean(r.get("test_f1_types_0") for r in group)})
     for reference in ("plain", "default"):
         ref = next((s for s in out if s["recipe"] == reference), None)
         for s in out:

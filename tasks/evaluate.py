@@ -17,7 +17,7 @@ from tinynlp.config import Params
 from tinynlp.errors import ConfigError
 from tinynlp.fingerprints import validated_data_version
 from tinynlp.heads import head_for
-from tinynlp.inference import Speed, TorchRunner, measure_speeds, predict_logits
+from tinynlp.inference import SHAPE_INPUT, Speed, TorchRunner, measure_speeds, predict_logits
 from tinynlp.ingestion import pii_masker
 from tinynlp.reporting import markdown_table, metrics_table
 from tinynlp.model_dir import is_model_dir, load_model, load_spec, read_meta, variant_dirs
@@ -92,6 +92,15 @@ def score_variant(variant: Variant, spec, encoded: dict, splits: dict, params: P
     return {"row": row, "scores": scores, "logits": logits}
 
 
+def score_without_shapes(runner, spec, encoded, split, batch_size: int, pad_id: int) -> float:
+    """A word-shape model's metric when fed token types 0, as a plain transformers or Optimum
+    pipeline feeds it (its tokenizer's token types)."""
+    head = head_for(spec.task)
+    plain = [{k: v for k, v in f.items() if k != SHAPE_INPUT} for f in head.features(encoded)]
+    logits = predict_logits(runner, plain, batch_size, pad_id)
+    return round(float(head.score(encoded, logits, split, spec)[head.metric]), 4)
+
+
 def time_variants(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int,
                   pad_id: int) -> dict[str, Speed]:
     """Every variant timed on the same test windows at the same thread count, taking turns
@@ -139,15 +148,25 @@ def run_evaluate(params: Params) -> dict:
     analysis, shipped = error_report.summarise(spec, splits, encoded, {n: r["logits"] for n, r in results.items()},
                                                train, REFERENCE, chosen or REFERENCE, cfg, shown)
     verdicts = _gate_column(rows, decisions, chosen)
+    without_shapes = None
+    if chosen and spec.casing == "shape":
+        without_shapes = {"test_score": score_without_shapes(variants[chosen].load(threads, False), spec,
+                                                             encoded["test"], splits["test"], cfg.batch_size,
+                                                             tokenizer.pad_token_id),
+                          "shape_dropout": json.loads((Path(paths.model) / "config.json").read_text()).get(
+                              "shape_dropout", 0.0)}
+        log.info("evaluate %s fed token types 0 (a plain pipeline): test %s %.4f against %.4f with its shapes",
+                 chosen, head.metric, without_shapes["test_score"], results[chosen]["row"]["test_score"])
     if chosen:
-        card = _card_inputs(params, variants[chosen], verdicts, analysis, spec, train, splits)
+        card = _card_inputs(params, variants[chosen], verdicts, analysis, spec, train, splits, without_shapes)
         promote(params, variants[chosen], results[chosen]["row"], tokenizer, spec, card,
                 {"chosen": chosen, "decisions": [vars(d) for d in decisions], "budget": vars(budget)})
     else:
         log.warning("evaluate: %s", _kept_note(paths.promoted))
     _write_error_analysis(params, analysis, shipped)
     _write_explanations(params, variants[chosen or REFERENCE].source, splits["dev"], spec, shown)
-    return _report(params, head.metric, rows, decisions, verdicts, chosen, {"task": spec.task, **reference}, threads)
+    return _report(params, head.metric, rows, decisions, verdicts, chosen, {"task": spec.task, **reference}, threads,
+                   without_shapes)
 
 
 def _only_private_variants_promotable(params: Params, variants: dict[str, Variant], results: dict) -> None:
@@ -170,7 +189,7 @@ def _gate_column(rows: list[dict], decisions, chosen: str | None) -> list[dict]:
 
 
 def _card_inputs(params: Params, variant: Variant, rows: list[dict], analysis: dict, spec, train: dict,
-                 splits: dict) -> model_card.CardInputs:
+                 splits: dict, without_shapes: dict | None = None) -> model_card.CardInputs:
     state = lineage.code_state(ignore=[params.paths.reports])
     source_stage = next(n for n, d in variant_dirs(params.paths).items() if Path(d) == Path(variant.source))
     chain = ["ingest", "pretrain", "finetune", *([source_stage.split("_")[0]] if source_stage != REFERENCE else []),
@@ -184,7 +203,8 @@ def _card_inputs(params: Params, variant: Variant, rows: list[dict], analysis: d
         data_version=validated_data_version(params.paths.ingested),
         data_source=params.paths.raw_splits(), procedure=[(stage, recorded.get(stage, {})) for stage in chain],
         drift=params.drift.model_dump(), code=lineage.describe_code(state), commit=state["commit"],
-        privacy=privacy.guarantee(params.paths.model), pii_mode=params.ingest.pii.mode, casing=spec.casing)
+        privacy=privacy.guarantee(params.paths.model), pii_mode=params.ingest.pii.mode, casing=spec.casing,
+        without_shapes=without_shapes)
 
 
 def _write_error_analysis(params: Params, analysis: dict, shipped: dict) -> None:
@@ -242,7 +262,7 @@ def _kept_note(promoted: str) -> str:
 
 
 def _report(params: Params, metric: str, rows: list[dict], decisions, table_rows: list[dict], chosen: str | None,
-            reference: dict, threads: int) -> dict:
+            reference: dict, threads: int, without_shapes: dict | None = None) -> dict:
     reports = Path(params.paths.reports) / "evaluate"
     by_name = {row["name"]: row for row in rows}
     head = head_for(reference["task"])
@@ -253,6 +273,8 @@ def _report(params: Params, metric: str, rows: list[dict], decisions, table_rows
                             for r in rows}}
     if chosen:
         metrics["promoted_speedup"] = round(by_name[REFERENCE]["latency_ms_p50"] / by_name[chosen]["latency_ms_p50"], 2)
+    if without_shapes:  # what a plain pipeline, feeding token types 0, gets from the promoted model
+        metrics["promoted_test_score_types_0"] = without_shapes["test_score"]
     variants_table = markdown_table(table_rows, ["name", "kind", "test_score", "dev_score", "latency_ms_p50",
                                                  "latency_ms_p95", "speedup", "throughput_per_s", "size_mb",
                                                  "smaller", "parameters", "gate"])

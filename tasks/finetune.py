@@ -48,6 +48,7 @@ def run_finetune(params: Params) -> dict:
                     "length and no information", source)
     if casing == "shape":
         ner.add_shape_embeddings(model)
+        model.config.shape_dropout = cfg.shape_dropout  # saved with the model: prune's recovery keeps it
         if not ner.loses_case(tokenizer):
             reported = "shape (the tokenizer keeps case too)"
             log.warning("finetune.casing: shape with %s, whose tokenizer keeps case already: the shapes repeat "
@@ -74,7 +75,11 @@ def run_finetune(params: Params) -> dict:
              modeling.parameter_count(model) / 1e6, len(data.train_features), len(data.head.features(data.dev_encoded)))
     dp = privacy.DpSettings(cfg.dp.epsilon, cfg.dp.delta, cfg.dp.max_grad_norm) if cfg.dp.enabled else None
     settings = train_settings(cfg, checkpoint_dir(params, "finetune", paths.pretrained), data.head.metric,
-                              params.execution, fgm_epsilon=cfg.fgm_epsilon, dp=dp)
+                              params.execution, fgm_epsilon=cfg.fgm_epsilon, dp=dp,
+                              shape_dropout=cfg.shape_dropout if casing == "shape" else 0.0)
+    if cfg.shape_dropout and casing != "shape":
+        log.warning("finetune.shape_dropout: %s ignored: casing auto resolved to none (%s has no token-type "
+                    "embeddings), so there are no shapes to hide", cfg.shape_dropout, source)
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     with atomic_dir(paths.model) as staging:
@@ -87,7 +92,7 @@ def run_finetune(params: Params) -> dict:
     metrics = {f"dev_{data.head.metric}": round(result.best_metric, 5), "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 1), "trainable_parameters": trainable,
                "resumed": result.resumed_from is not None, "world_size": result.world_size, "casing": reported,
-               "context": context}
+               "shape_dropout": settings.shape_dropout, "context": context}
     if result.privacy:  # ε actually spent (the accountant's), for the gate's table and the model card
         metrics["dp"] = {k: v for k, v in result.privacy.items() if k != "accountant"}
     atomic_write_json(reports / "metrics.json", metrics)

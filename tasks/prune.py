@@ -8,7 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from tinynlp import modeling, pruning
+from tinynlp import modeling, ner, pruning
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.training import train
@@ -23,7 +23,8 @@ VARIANTS = ("unstructured", "structured")
 def _recover(model, data: TrainingData, params: Params, output_dir: Path):
     """Recovery fine-tuning: the same routine and dev metric as finetune. Its checkpoints stay in
     `output_dir` until it ends, so a killed run resumes this recovery (the finished ones are recomputed)."""
-    settings = train_settings(params.prune, output_dir, data.head.metric, params.execution)
+    settings = train_settings(params.prune, output_dir, data.head.metric, params.execution,
+                              shape_dropout=ner.shape_dropout_of(model))
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     shutil.rmtree(output_dir, ignore_errors=True)

@@ -49,6 +49,7 @@ def test_bad_values_name_the_key(section, key, value, expected):
     ("casing", "markers", "finetune.casing: markers .* NER only"),
     ("casing", "shape", "finetune.casing: shape .* NER only"),
     ("context", {"tokens": 64}, "finetune.context.tokens: document context is for NER"),
+    ("shape_dropout", 0.1, "finetune.shape_dropout: 0.1 hides word shapes.*ingest.task: classification"),
 ])
 def test_ner_only_options_are_refused_for_classification(key, value, message):
     raw = copy.deepcopy(DEFAULTS)
@@ -63,6 +64,18 @@ def test_auto_casing_is_accepted_for_classification():
     raw["ingest"].update(task="classification", format="tsv", entity_types=[])
     raw["finetune"]["casing"] = "auto"
     assert parse_params(raw, check_files=False).finetune.casing == "auto"
+
+
+@pytest.mark.parametrize("casing", ["none", "markers"])
+def test_shape_dropout_without_shapes_is_refused(casing):
+    raw = copy.deepcopy(DEFAULTS)
+    raw["finetune"].update(casing=casing, shape_dropout=0.1)
+    with pytest.raises(ConfigError, match=f"finetune.shape_dropout.*casing: {casing}"):
+        parse_params(raw, check_files=False)
+    raw["finetune"]["shape_dropout"] = 1.0  # every sentence hidden would train a model without shapes
+    raw["finetune"]["casing"] = "shape"
+    with pytest.raises(ConfigError, match="finetune.shape_dropout"):
+        parse_params(raw, check_files=False)
 
 
 def test_unknown_section_is_rejected():

@@ -136,6 +136,11 @@ def test_model_card_reads_back_with_huggingface_hub(tmp_path):
 
     shaped = model_card.build(dataclasses.replace(inputs, casing="shape"), card_cfg, "x").text
     assert "## Inputs" in shaped and "`token_type_ids`" in shaped and "2 title" in shaped
+    assert "Fed token types 0" not in shaped  # measured by evaluate only: nothing claimed without it
+    fed = model_card.build(dataclasses.replace(inputs, casing="shape", without_shapes={
+        "test_score": 0.4012, "shape_dropout": 0.1}), card_cfg, "x").text
+    assert "Fed token types 0, this model scores test entity F1 0.4012 against 0.4200 with its shapes" in fed
+    assert "10% of its training sentences' shapes hidden (`finetune.shape_dropout`)" in fed
 
 
 def test_worst_examples_show_personal_data_masked():

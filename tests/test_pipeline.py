@@ -416,11 +416,14 @@ def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path
                                                "Carol flew from Rome to Oslo with Dave .\n", encoding="utf-8")
     set_param(workspace, "paths", "corpus", "data/corpus.txt")
     set_param(workspace, "finetune", "casing", casing)
+    if casing == "shape":  # and some training sentences with their shapes hidden (finetune and prune)
+        set_param(workspace, "finetune", "shape_dropout", 0.2)
     set_param(workspace, "finetune", "context", {"tokens": 8, "fallback": "sentence_order"})
     set_param(workspace, "distill", "transfer", {"augmented_copies": 1, "corpus_texts": 2})
     run(DVC + ["repro"], workspace)
     finetune = json.loads((workspace / "reports/finetune/metrics.json").read_text())
     assert finetune["casing"] == casing and finetune["context"] == "sentence order"  # no -DOCSTART- lines
+    assert finetune["shape_dropout"] == (0.2 if casing == "shape" else 0.0)
     transfer = json.loads((workspace / "reports/distill/metrics.json").read_text())["transfer"]
     assert transfer["augmented"] > 0 and transfer["corpus"] == 2
     promoted = workspace / "models/promoted"
@@ -433,6 +436,9 @@ def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path
 
         graph = onnx.load(str(promoted / "model.onnx"), load_external_data=False).graph
         assert "token_type_ids" in [i.name for i in graph.input]
+        plain = evaluate_metrics(workspace)["promoted_test_score_types_0"]  # what a plain pipeline would get
+        assert f"Fed token types 0, this model scores test entity F1 {plain:.4f}" in (promoted / "README.md").read_text()
+        assert "20% of its training sentences' shapes hidden" in (promoted / "README.md").read_text()
     (workspace / "doc.txt").write_text("Alice lives in Paris .\nShe met Bob there .\n", encoding="utf-8")
     out = run([sys.executable, "-m", "cli.main", "predict", "--model", "models/promoted", "--json", "--document",
                "--file", "doc.txt"], workspace)

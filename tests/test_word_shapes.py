@@ -96,6 +96,30 @@ def test_the_shape_table_starts_as_the_checkpoint_and_survives_saving(tiny_bert,
     assert ner.uses_word_shapes(reloaded) and ner.shape_embeddings(reloaded).num_embeddings == 7
 
 
+def test_shape_dropout_hides_whole_sentences_in_training_only(shaped):
+    table, seen = ner.shape_embeddings(shaped), []
+    types = torch.tensor(shaped_batches(shaped)[1]["token_type_ids"]).repeat(40, 1)  # 120 sentences
+    torch.manual_seed(0)
+    with ner.hidden_shapes(shaped, 0.25):
+        recorder = table.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].clone()))
+        try:
+            table.train()
+            table(types)
+            table.eval()
+            table(types)
+        finally:
+            recorder.remove()
+            table.eval()
+    trained, evaluated = seen
+    hidden = (trained == 0).all(dim=1) & (types != 0).any(dim=1)
+    assert 0.1 < hidden.float().mean() < 0.4  # about a quarter of the sentences lost every shape
+    assert torch.equal(trained[~hidden], types[~hidden])  # the others kept all of theirs
+    assert torch.equal(evaluated, types)  # evaluation and export always see the shapes
+    table.train()
+    assert torch.equal(table(types), torch.nn.functional.embedding(types, table.weight))  # the hook is gone
+    table.eval()
+
+
 def test_an_encoder_without_token_types_is_refused_naming_the_key():
     from transformers import DistilBertConfig, DistilBertForTokenClassification
 

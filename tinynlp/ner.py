@@ -2,6 +2,7 @@
 (long sentences are split, never truncated), word-level decoding and seqeval entity scores."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -89,6 +90,32 @@ def add_shape_embeddings(model) -> None:
     model.config.word_shapes = list(WORD_SHAPES)
 
 
+@contextmanager
+def hidden_shapes(model, rate: float):
+    """While training, each sentence's word shapes are hidden (token types all 0, what a plain
+    pipeline such as Optimum's feeds) with probability `rate`, drawn per sentence and step from
+    torch's seeded generator, so the model also learns to tag without them. Evaluation, export and
+    inference (the module in eval mode) always see the shapes."""
+    import torch
+
+    if rate <= 0:
+        yield
+        return
+
+    def hide(module, inputs):
+        if not module.training:
+            return None
+        ids = inputs[0]
+        kept = torch.rand(ids.shape[0], *([1] * (ids.dim() - 1)), device=ids.device) >= rate
+        return (ids * kept,)
+
+    handle = shape_embeddings(model).register_forward_pre_hook(hide)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def shape_embeddings(model):
     """The encoder's token-type table (a PEFT wrapper is looked through); ConfigError if it has none."""
     from tinynlp.errors import ConfigError
@@ -113,6 +140,13 @@ def casing_for(setting: str, task: str, model) -> str:
     if setting != "auto":
         return setting
     return "shape" if task == "ner" and _token_type_table(model) is not None else "none"
+
+
+def shape_dropout_of(model) -> float:
+    """The share of sentences whose shapes were hidden when the model was fine-tuned (its config
+    records it), which later training (prune's recovery) keeps; 0 for a model without shapes."""
+    config = getattr(model, "config", None)
+    return float(getattr(config, "shape_dropout", 0.0) or 0.0) if uses_word_shapes(model) else 0.0
 
 
 def uses_word_shapes(model) -> bool:

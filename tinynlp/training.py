@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from tinynlp import distributed, privacy, progress
+from tinynlp import distributed, ner, privacy, progress
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class TrainSettings:
     precision: str = "fp32"          # fp32 | fp16 | bf16 (execution.precision)
     batch_order: str = "length_grouped"  # length_grouped | random
     dp: privacy.DpSettings | None = None  # DP-SGD (Opacus): Poisson batches, clipped and noised gradients
+    shape_dropout: float = 0.0       # > 0: share of sentences trained with their word shapes hidden
 
 
 @dataclass
@@ -142,7 +143,8 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         log.info("resuming from checkpoint %s", last)
     started = time.monotonic()
     try:
-        trainer.train(resume_from_checkpoint=last)
+        with ner.hidden_shapes(model, settings.shape_dropout):
+            trainer.train(resume_from_checkpoint=last)
     finally:
         if dp_plan:
             trainer.per_example_hooks.cleanup()  # the saved model carries no Opacus hooks or attributes
