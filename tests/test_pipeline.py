@@ -69,7 +69,8 @@ def states_of(*cached: str) -> dict:
 
 def quality(metrics: dict) -> dict:
     """Metrics that must agree between two runs; timings (and a choice made on them) may not."""
-    return {k: v for k, v in metrics.items() if k not in ("variants", "promoted", "promoted_speedup")}
+    return {k: v for k, v in metrics.items()
+            if k not in ("variants", "promoted", "promoted_speedup", "promoted_test_score_types_0")}
 
 
 def dvc_clean(workspace: Path) -> bool:
@@ -224,6 +225,7 @@ def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert, prefect_backend,
     assert digests(workspace / "models/promoted") == promoted, "a run with no passing variant touched the model"
     refused = evaluate_metrics(workspace)
     assert refused["promoted"] == "none" and "promoted_speedup" not in refused
+    assert "promoted_test_score_types_0" not in refused and "promoted_test_score_types_0" in first
     assert quality(refused) == quality(first)
     gate = json.loads((workspace / "reports/evaluate/scores.json").read_text())["gate"]
     assert {d["name"] for d in gate} == set(first["variants"]) and not any(d["passed"] for d in gate)
