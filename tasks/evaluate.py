@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinynlp import (error_analysis, error_report, figures, gate, lineage, model_card, modeling, privacy, progress,
-                     quantization)
+from tinynlp import (error_analysis, error_report, figures, gate, lineage, model_card, modeling, ner, privacy,
+                     progress, quantization)
 from tinynlp.atomic import atomic_write_json, atomic_write_text
 from tinynlp.config import Params
 from tinynlp.errors import ConfigError
@@ -150,11 +150,12 @@ def run_evaluate(params: Params) -> dict:
     verdicts = _gate_column(rows, decisions, chosen)
     without_shapes = None
     if chosen and spec.casing == "shape":
+        from transformers import AutoConfig
+
         without_shapes = {"test_score": score_without_shapes(variants[chosen].load(threads, False), spec,
                                                              encoded["test"], splits["test"], cfg.batch_size,
                                                              tokenizer.pad_token_id),
-                          "shape_dropout": json.loads((Path(paths.model) / "config.json").read_text()).get(
-                              "shape_dropout", 0.0)}
+                          "shape_dropout": ner.shape_dropout_of(AutoConfig.from_pretrained(paths.model))}
         log.info("evaluate %s fed token types 0 (a plain pipeline): test %s %.4f against %.4f with its shapes",
                  chosen, head.metric, without_shapes["test_score"], results[chosen]["row"]["test_score"])
     if chosen:

@@ -24,7 +24,7 @@ def _recover(model, data: TrainingData, params: Params, output_dir: Path):
     """Recovery fine-tuning: the same routine and dev metric as finetune. Its checkpoints stay in
     `output_dir` until it ends, so a killed run resumes this recovery (the finished ones are recomputed)."""
     settings = train_settings(params.prune, output_dir, data.head.metric, params.execution,
-                              shape_dropout=ner.shape_dropout_of(model))
+                              shape_dropout=ner.shape_dropout_of(model.config))
     result = train(model, data.train_features, data.head.features(data.dev_encoded), data.head.collator(data.tokenizer),
                    data.dev_metrics, settings)
     shutil.rmtree(output_dir, ignore_errors=True)

@@ -142,11 +142,11 @@ def casing_for(setting: str, task: str, model) -> str:
     return "shape" if task == "ner" and _token_type_table(model) is not None else "none"
 
 
-def shape_dropout_of(model) -> float:
-    """The share of sentences whose shapes were hidden when the model was fine-tuned (its config
-    records it), which later training (prune's recovery) keeps; 0 for a model without shapes."""
-    config = getattr(model, "config", None)
-    return float(getattr(config, "shape_dropout", 0.0) or 0.0) if uses_word_shapes(model) else 0.0
+def shape_dropout_of(config) -> float:
+    """The share of sentences whose shapes were hidden when the model was fine-tuned, from its
+    config (finetune records it there), which later training (prune's recovery) keeps and the card
+    reports; 0 for a model without shapes."""
+    return float(getattr(config, "shape_dropout", 0.0) or 0.0) if getattr(config, "word_shapes", None) else 0.0
 
 
 def uses_word_shapes(model) -> bool:
