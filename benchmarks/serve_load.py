@@ -4,7 +4,13 @@ offline ceiling (the same texts through the Predictor at batch 32, in one proces
 requests, each of which must be answered within the time budget while /health keeps answering.
 
     python benchmarks/serve_load.py [--requests 1000] [--clients 1,8,32] [--model models/promoted]
-        [--client raw|httpx] [--windows 5,0] [--admission 16] [--rss-requests 10000] [--no-hostile]
+        [--client raw|httpx] [--windows 5,0] [--also 'LABEL:max_batch=64'] [--baseline-ref REF]
+        [--repeats 3] [--admission 16] [--rss-requests 10000] [--no-hostile]
+
+Every server (one per `--windows` value, one per `--also` setting, and with `--baseline-ref` one
+per window serving that commit's code from a git worktree) is started at once and warmed up; then
+the load runs pass by pass, each pass over every client count and server in turn, so a slow spell
+of the shared machine hits all of them. Rows give the median over the `--repeats` passes.
 
 Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, the CPU seconds the server
 and the load generator used (both share the machine's cores), and the server's RSS before and
@@ -20,9 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,13 +55,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(model: str, port: int, serve: dict, workdir: Path) -> subprocess.Popen:
+def start_server(model: str, port: int, serve: dict, workdir: Path, code: Path = ROOT) -> subprocess.Popen:
+    """`tinynlp serve` from the code in `code` (this checkout, or a baseline's worktree), with the
+    repo's params and `serve` overrides; returns once /health/ready answers."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["serve"].update(serve)
     path = workdir / f"params-{port}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", model, "--port", str(port),
-                                "--params", str(path)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # `python -m` puts the working folder first on sys.path: `code`'s cli and tinynlp are served
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", str(Path(model).resolve()),
+                                "--port", str(port), "--params", str(path)], cwd=code,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 
     for _ in range(240):
@@ -154,6 +167,54 @@ async def load(port: int, texts: list[str], clients: int, total: int, seed: int,
             "client_cpu_s": round(usage() - client_cpu, 1), "seconds": round(seconds, 1)}
 
 
+def server_configs(windows: str, also: list[str], baseline_ref: str | None, baseline: Path | None
+                   ) -> dict[str, tuple[Path, dict]]:
+    """Label -> (code folder, serve overrides) of every server to load."""
+    def batching(window: float) -> str:
+        return f"on ({window:g} ms)" if window else "off"
+
+    values = [float(w) for w in windows.split(",")]
+    servers = {batching(w): (ROOT, {"batch_window_ms": w}) for w in values}
+    for spec in also:
+        label, _, pairs = spec.partition(":")
+        overrides = {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in pairs.split(",") if pair)}
+        servers[label] = (ROOT, {"batch_window_ms": next((w for w in values if w), 5.0), **overrides})
+    if baseline_ref:
+        servers.update({f"{baseline_ref}, {batching(w)}": (baseline, {"batch_window_ms": w}) for w in values})
+    return servers
+
+
+@contextlib.contextmanager
+def baseline_checkout(ref: str | None, workdir: Path):
+    """A detached git worktree of `ref` (None: nothing), removed afterwards."""
+    if not ref:
+        yield None
+        return
+    path = workdir / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
+
+
+def median_rows(runs: list[dict]) -> list[dict]:
+    """Per server and client count: the median of each measure over the repeats."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["server"], run["clients"]), []).append(run)
+    rows = []
+    for (server, clients), group in groups.items():
+        row = {"server": server, "clients": clients, "repeats": len(group)}
+        for key, value in group[0].items():
+            if key not in row and key != "repeat" and isinstance(value, (int, float)) and value is not None:
+                row[key] = round(statistics.median(r[key] for r in group), 2)
+        row["statuses"] = json.dumps(dict(sorted(sum((collections.Counter(json.loads(r["statuses"])) for r in group),
+                                                     collections.Counter()).items())))
+        rows.append(row)
+    return rows
+
+
 def offline_ceiling(model: str, texts: list[str]) -> float:
     from tinynlp.predict import Predictor
 
@@ -240,32 +301,51 @@ def main() -> None:
     parser.add_argument("--admission", type=int, default=0,
                         help="then a run at the largest client count with serve.max_in_flight at this bound, the "
                              "clients retrying shed requests after Retry-After")
+    parser.add_argument("--also", action="append", default=[],
+                        help="one more server, batching on: LABEL:key=value,... of the serve section, "
+                             "e.g. 'batch 64:max_batch=64'")
+    parser.add_argument("--baseline-ref", help="a git commit whose code serves too, beside this checkout's "
+                                               "(each --windows value), from a worktree of it")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="passes over every server and client count; rows give the median of them")
     parser.add_argument("--no-hostile", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/serve_load.json"))
     args = parser.parse_args()
     texts = sentences(yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["ingested"])
     ceiling = offline_ceiling(args.model, texts)
-    rows, port, rss = [], 8790, {}
-    with tempfile.TemporaryDirectory() as workdir:
+    rows, runs, port, rss = [], [], 8790, {}
+    with tempfile.TemporaryDirectory() as workdir, baseline_checkout(args.baseline_ref, Path(workdir)) as baseline:
         clients_list = [int(c) for c in args.clients.split(",")]
-        for window in [float(w) for w in args.windows.split(",")]:
-            batching = f"on ({window:g} ms)" if window else "off"
-            port += 1
-            server = start_server(args.model, port, {"batch_window_ms": window, "max_in_flight": 256}, Path(workdir))
-            try:
-                before = rss_mb(server.pid)
+        servers = server_configs(args.windows, args.also, args.baseline_ref, baseline)
+        started = {}
+        try:
+            for label, (code, serve) in servers.items():
+                port += 1
+                started[label] = (port, start_server(args.model, port, {"max_in_flight": 256, **serve}, Path(workdir),
+                                                     code))
+                rss[label] = {"before_mb": rss_mb(started[label][1].pid)}
+                # untimed warm-up: the first NER answer imports seqeval and ORT grows its arenas
+                asyncio.run(load(port, texts, max(clients_list), 100, args.seed, None, args.client))
+            # every server's runs interleaved, pass by pass: a slow spell of the machine hits them all
+            for repeat in range(args.repeats):
                 for clients in clients_list:
-                    result = asyncio.run(load(port, texts, clients, args.requests, args.seed, server.pid, args.client))
-                    rows.append({"batching": batching, "clients": clients, **result,
-                                 "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
-                    print(markdown_table(rows, list(rows[0])), flush=True)
-                rss[batching] = {"before_mb": before, "after_mb": rss_mb(server.pid)}
+                    for label, (port_of, server) in started.items():
+                        result = asyncio.run(load(port_of, texts, clients, args.requests, args.seed + repeat,
+                                                  server.pid, args.client))
+                        runs.append({"server": label, "clients": clients, "repeat": repeat, **result,
+                                     "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
+                        print(markdown_table(runs[-1:], list(runs[-1])), flush=True)
+            rows = median_rows(runs)
+            print(markdown_table(rows, list(rows[0])), flush=True)
+            for label, (port_of, server) in started.items():
+                rss[label]["after_mb"] = rss_mb(server.pid)
                 if args.rss_requests:
-                    asyncio.run(load(port, texts, max(clients_list), args.rss_requests, args.seed + 1, server.pid,
+                    asyncio.run(load(port_of, texts, max(clients_list), args.rss_requests, args.seed + 1, server.pid,
                                      args.client))
-                    rss[batching][f"after_{args.rss_requests}_more_mb"] = rss_mb(server.pid)
-                print(f"server RSS, batching {batching}: {rss[batching]}", flush=True)
-            finally:
+                    rss[label][f"after_{args.rss_requests}_more_mb"] = rss_mb(server.pid)
+                print(f"server RSS, {label}: {rss[label]}", flush=True)
+        finally:
+            for _, server in started.values():
                 server.terminate()
                 server.wait(30)
         admission = []
@@ -297,7 +377,9 @@ def main() -> None:
     if hostile_rows:
         print(markdown_table(hostile_rows, list(hostile_rows[0])))
     write_json(Path(args.out), {"offline_texts_per_s": ceiling, "requests_per_run": args.requests,
-                                "client": args.client, "cpu_count": os.cpu_count(), "rows": rows, "server_rss": rss,
+                                "repeats": args.repeats, "baseline_ref": args.baseline_ref,
+                                "client": args.client, "cpu_count": os.cpu_count(), "rows": rows, "runs": runs,
+                                "server_rss": rss,
                                 "admission": admission, "hostile": hostile_rows})
 
 

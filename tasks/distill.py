@@ -31,7 +31,8 @@ def run_distill(params: Params) -> dict:
     teacher, spec = load_model(paths.model)
     data = training_data(params, spec, modeling.load_tokenizer(paths.model), params.distill.max_train_samples)
     depth = len(teacher.base_model.encoder.layer)
-    layer_map = list(cfg.layer_map) or distill.evenly_spaced_layers(depth, cfg.student_layers or max(1, depth // 2))
+    layer_map = list(cfg.layer_map) or distill.evenly_spaced_layers(depth, cfg.student_layers or max(1, depth // 2),
+                                                                    cfg.layer_spread)
     student = distill.student_from_teacher(teacher, layer_map)
     log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters), teacher logits %s",
              len(layer_map), layer_map, modeling.parameter_count(student) / 1e6,

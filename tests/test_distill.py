@@ -16,10 +16,15 @@ def teacher(tiny_bert):
     return modeling.load_classifier(str(tiny_bert), LABELS, seed=0)
 
 
-def test_evenly_spaced_layers_keep_the_top_layer():
-    assert distill.evenly_spaced_layers(6, 3) == [1, 3, 5]
-    assert distill.evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
-    assert distill.evenly_spaced_layers(2, 1) == [1]
+def test_evenly_spaced_layers_start_at_the_bottom_or_end_at_the_top():
+    assert distill.evenly_spaced_layers(6, 3) == [0, 2, 4]
+    assert distill.evenly_spaced_layers(12, 4) == [0, 3, 6, 9]
+    assert distill.evenly_spaced_layers(6, 6) == list(range(6))
+    assert distill.evenly_spaced_layers(6, 3, "top") == [1, 3, 5]
+    assert distill.evenly_spaced_layers(12, 4, "top") == [2, 5, 8, 11]
+    assert distill.evenly_spaced_layers(2, 1, "top") == [1]
+    with pytest.raises(ValueError, match="layer spread"):
+        distill.evenly_spaced_layers(6, 3, "middle")
     with pytest.raises(ValueError, match="between 1 and 2"):
         distill.evenly_spaced_layers(2, 3)
 

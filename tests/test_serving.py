@@ -108,6 +108,32 @@ def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(model
     assert 'tinynlp_model_info{task="ner",variant="test",version="unversioned"} 1.0' in exposition
 
 
+def test_requests_queued_behind_a_running_batch_start_the_next_one_without_the_window():
+    """A lone request waits the window for company; requests that queued while a batch ran have
+    waited already, so the next batch starts as soon as the model is free."""
+    from tinynlp.serving import MicroBatcher
+
+    starts: list[tuple[float, list[str]]] = []
+
+    def run(texts, documents):
+        starts.append((time.perf_counter(), list(texts)))
+        time.sleep(0.2)
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(run, window_s=0.5, max_batch=32)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.55)  # the lone request's window is over and its batch runs
+        rest = [asyncio.create_task(batcher.submit([t])) for t in "bcd"]
+        answers = await asyncio.gather(first, *rest)
+        await batcher.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [["a"], ["b"], ["c"], ["d"]]
+    assert [texts for _, texts in starts] == [["a"], ["b", "c", "d"]]
+    assert starts[1][0] - starts[0][0] < 0.45  # 0.2 s of the first batch, not 0.2 + the 0.5 s window
+
+
 def test_a_document_request_keeps_its_context_when_batched_with_others(tiny_bert, tmp_path):
     """Texts sent as one document are read together; a plain request in the same micro-batch is not
     read with them."""

@@ -13,11 +13,19 @@ IGNORE = -100
 TEACHER_LOGITS = "teacher_logits"
 
 
-def evenly_spaced_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """Which teacher layers a student keeps: spread out and always including the top one, whose
-    output the classifier head was trained on (6 -> 3 keeps 1, 3, 5)."""
+LAYER_SPREADS = ("bottom", "top")
+
+
+def evenly_spaced_layers(teacher_layers: int, student_layers: int, spread: str = "bottom") -> list[int]:
+    """Which teacher layers a student keeps, spread out evenly. `bottom` starts at the first layer
+    (DistilBERT's every other layer: 6 -> 3 keeps 0, 2, 4); `top` ends at the last one, whose
+    output the teacher's head was trained on (6 -> 3 keeps 1, 3, 5)."""
     if not 1 <= student_layers <= teacher_layers:
         raise ValueError(f"student layers must be between 1 and {teacher_layers}, got {student_layers}")
+    if spread not in LAYER_SPREADS:
+        raise ValueError(f"layer spread must be one of {LAYER_SPREADS}, got {spread!r}")
+    if spread == "bottom":
+        return [i * teacher_layers // student_layers for i in range(student_layers)]
     return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
 
 

@@ -86,7 +86,8 @@ class _Pending:
 class MicroBatcher:
     """Texts of requests that arrive within `window_s` of the first one run together, up to
     `max_batch` texts (a bigger request runs alone), one batch at a time on a worker thread: the
-    model is called once for many small requests instead of once each. `run` gets the texts and,
+    model is called once for many small requests instead of once each. Requests that queued while
+    the previous batch ran start the next one at once, without the window. `run` gets the texts and,
     per text, its request's index where that request's texts form one document (else None)."""
 
     run: Callable[[list[str], list[int | None]], list]
@@ -113,9 +114,11 @@ class MicroBatcher:
         carry = None
         while True:
             first = carry or await self._queue.get()
+            backlog = carry is not None or not self._queue.empty()
             carry, batch, size = None, [first], len(first.texts)
             if self.window_s > 0:
-                await asyncio.sleep(self.window_s)  # the window: who else arrives joins this batch
+                if not backlog:  # idle: wait the window for others; a backlog has waited a batch already
+                    await asyncio.sleep(self.window_s)
                 while size < self.max_batch and not self._queue.empty():
                     pending = self._queue.get_nowait()
                     if size + len(pending.texts) > self.max_batch:
