@@ -8,9 +8,9 @@ requests, each of which must be answered within the time budget while /health ke
         [--repeats 3] [--admission 16] [--rss-requests 10000] [--no-hostile]
 
 Every server (one per `--windows` value, one per `--also` setting, and with `--baseline-ref` one
-per window serving that commit's code from a git worktree) is started at once and warmed up; then
-the load runs pass by pass, each pass over every client count and server in turn, so a slow spell
-of the shared machine hits all of them. Rows give the median over the `--repeats` passes.
+per window serving that commit's code with its params.yaml from a git worktree) is started at once
+and warmed up; then the load runs pass by pass, each pass over every client count and server in
+turn, so a slow spell of the shared machine hits all of them. Rows give the median over the `--repeats` passes.
 
 Per run: requests/s, texts/s, p50/p95/p99 latency, answers by status, the CPU seconds the server
 and the load generator used (both share the machine's cores), and the server's RSS before and
@@ -56,9 +56,9 @@ def rss_mb(pid: int) -> float:
 
 
 def start_server(model: str, port: int, serve: dict, workdir: Path, code: Path = ROOT) -> subprocess.Popen:
-    """`tinynlp serve` from the code in `code` (this checkout, or a baseline's worktree), with the
-    repo's params and `serve` overrides; returns once /health/ready answers."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    """`tinynlp serve` from the code in `code` (this checkout, or a baseline's worktree), with that
+    code's params.yaml and `serve` overrides; returns once /health/ready answers."""
+    params = yaml.safe_load((code / "params.yaml").read_text())
     params["serve"].update(serve)
     path = workdir / f"params-{port}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -167,12 +167,18 @@ async def load(port: int, texts: list[str], clients: int, total: int, seed: int,
             "client_cpu_s": round(usage() - client_cpu, 1), "seconds": round(seconds, 1)}
 
 
+def batching(window: float) -> str:
+    return f"on ({window:g} ms)" if window else "off"
+
+
+def batching_labels(windows: str) -> list[str]:
+    """The labels of this checkout's servers, one per --windows value (the ones RSS is followed on)."""
+    return [batching(float(w)) for w in windows.split(",")]
+
+
 def server_configs(windows: str, also: list[str], baseline_ref: str | None, baseline: Path | None
                    ) -> dict[str, tuple[Path, dict]]:
     """Label -> (code folder, serve overrides) of every server to load."""
-    def batching(window: float) -> str:
-        return f"on ({window:g} ms)" if window else "off"
-
     values = [float(w) for w in windows.split(",")]
     servers = {batching(w): (ROOT, {"batch_window_ms": w}) for w in values}
     for spec in also:
@@ -297,7 +303,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (see load())")
     parser.add_argument("--windows", default="5,0", help="batch_window_ms values, one run each (0: batching off)")
     parser.add_argument("--rss-requests", type=int, default=0, help="then this many requests more at the largest "
-                                                                   "client count, RSS before and after (flat?)")
+                                                                   "client count to each --windows server, RSS "
+                                                                   "before and after (flat?)")
     parser.add_argument("--admission", type=int, default=0,
                         help="then a run at the largest client count with serve.max_in_flight at this bound, the "
                              "clients retrying shed requests after Retry-After")
@@ -339,7 +346,7 @@ def main() -> None:
             print(markdown_table(rows, list(rows[0])), flush=True)
             for label, (port_of, server) in started.items():
                 rss[label]["after_mb"] = rss_mb(server.pid)
-                if args.rss_requests:
+                if args.rss_requests and servers[label][0] == ROOT and label in batching_labels(args.windows):
                     asyncio.run(load(port_of, texts, max(clients_list), args.rss_requests, args.seed + 1, server.pid,
                                      args.client))
                     rss[label][f"after_{args.rss_requests}_more_mb"] = rss_mb(server.pid)
