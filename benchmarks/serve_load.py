@@ -364,7 +364,7 @@ def main() -> None:
             try:
                 result = asyncio.run(load(port, texts, max(clients_list), args.requests, args.seed, server.pid,
                                           "raw", retry=True))
-                admission.append({"batching": f"on ({window:g} ms)", "max_in_flight": args.admission,
+                admission.append({"batching": batching(window), "max_in_flight": args.admission,
                                   "clients": max(clients_list), **result,
                                   "vs_offline": round(result["texts_per_s"] / ceiling, 2)})
                 print(markdown_table(admission, list(admission[0])), flush=True)
