@@ -70,6 +70,7 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
 
     from tinynlp.config import ServeConfig
     from tinynlp.errors import RequestRefused
+    from tinynlp.modeling import available_cores
     from tinynlp.serving import Metrics, MicroBatcher, capture_writer, parse_texts, records_for
 
     cfg = cfg or ServeConfig()
@@ -77,13 +78,15 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
     state: dict = {"service": None, "in_flight": 0}
     metrics = Metrics()
     batcher = MicroBatcher(lambda texts, documents: state["service"].predictor.served(texts, documents),
-                           cfg.batch_window_ms / 1000,
-                           cfg.max_batch, on_batch=metrics.batch.observe)
+                           cfg.batch_window_ms / 1000, cfg.max_batch, on_batch=metrics.batch.observe,
+                           workers=cfg.workers)
+    # one session, run by `workers` batches at once: each gets its share of the threads
+    threads_per_batch = max(1, (threads or available_cores()) // cfg.workers)
     capture = capture_writer(cfg, redact_pii or cfg.redact_pii or (pii_cfg is not None and pii_cfg.mode == "redact"),
                              pii_cfg, metrics)
 
     def load() -> dict:
-        fresh = _Service(model_dir, threads, redact_pii or cfg.redact_pii, cfg.model_batch)
+        fresh = _Service(model_dir, threads_per_batch, redact_pii or cfg.redact_pii, cfg.model_batch)
         state["service"] = fresh  # requests in flight finish on the model they started with
         metrics.serving(variant=fresh.variant, version=fresh.version, task=fresh.predictor.meta["task"])
         return {"status": "loaded", "variant": fresh.variant, "version": fresh.version}

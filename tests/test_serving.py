@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import threading
 import time
 
 import pytest
@@ -132,6 +133,36 @@ def test_requests_queued_behind_a_running_batch_start_the_next_one_without_the_w
     assert asyncio.run(scenario()) == [["a"], ["b"], ["c"], ["d"]]
     assert [texts for _, texts in starts] == [["a"], ["b", "c", "d"]]
     assert starts[1][0] - starts[0][0] < 0.45  # 0.2 s of the first batch, not 0.2 + the 0.5 s window
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_bound_how_many_batches_run_at_once(workers):
+    """With `workers` 2 a second batch starts while the first still runs; with 1 it waits."""
+    from tinynlp.serving import MicroBatcher
+
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def run(texts, documents):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(run, window_s=0.001, max_batch=1, workers=workers)
+        answers = await asyncio.gather(*(batcher.submit([t]) for t in "abcd"))
+        await batcher.close()
+        return answers
+
+    started = time.perf_counter()
+    assert asyncio.run(scenario()) == [["a"], ["b"], ["c"], ["d"]]
+    assert most == workers
+    assert time.perf_counter() - started < 0.2 * 4 / workers + 0.15
 
 
 def test_a_document_request_keeps_its_context_when_batched_with_others(tiny_bert, tmp_path):

@@ -561,6 +561,8 @@ class ServeConfig(_Section):
     max_batch: int = Field(64, gt=0, description="most texts per micro-batch (the texts of concurrent requests)")
     model_batch: int = Field(8, gt=0, description="texts per ONNX call inside a micro-batch, sorted by length: "
                              "calls of 8 pad less than one of 32 (0.57 against 0.36 of the offline texts/s, measured)")
+    workers: int = Field(1, gt=0, description="micro-batches computed at once, each on a share of the intra-op "
+                         "threads (serve --threads, or all cores): 2 on 2 cores runs two 1-thread batches side by side")
     redact_pii: bool = Field(False, description="mask personal data (e-mail, phone, card numbers...) in responses")
     capture: CaptureConfig = Field(CaptureConfig(), description="opt-in capture of served traffic")
 

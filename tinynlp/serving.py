@@ -85,18 +85,21 @@ class _Pending:
 @dataclass
 class MicroBatcher:
     """Texts of requests that arrive within `window_s` of the first one run together, up to
-    `max_batch` texts (a bigger request runs alone), one batch at a time on a worker thread: the
-    model is called once for many small requests instead of once each. Requests that queued while
-    the previous batch ran start the next one at once, without the window. `run` gets the texts and,
-    per text, its request's index where that request's texts form one document (else None)."""
+    `max_batch` texts (a bigger request runs alone), on worker threads, at most `workers` batches
+    at a time: the model is called once for many small requests instead of once each. A batch is
+    formed when a worker is free, so requests that queued while all were busy start the next one at
+    once, without the window. `run` gets the texts and, per text, its request's index where that
+    request's texts form one document (else None)."""
 
     run: Callable[[list[str], list[int | None]], list]
     window_s: float
     max_batch: int
     on_batch: Callable[[int], None] = lambda size: None
+    workers: int = 1
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+    _running: set = field(default_factory=set, init=False)  # batch tasks, referenced until done
 
     async def submit(self, texts: list[str], document: bool = False) -> list:
         loop = asyncio.get_running_loop()
@@ -107,12 +110,15 @@ class MicroBatcher:
         return await future
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, *self._running):
+            if task is not None:
+                task.cancel()
 
     async def _work(self) -> None:
+        free = asyncio.Semaphore(self.workers)
         carry = None
         while True:
+            await free.acquire()  # the batch is formed once a worker can take it: the queue gathers meanwhile
             first = carry or await self._queue.get()
             backlog = carry is not None or not self._queue.empty()
             carry, batch, size = None, [first], len(first.texts)
@@ -126,7 +132,9 @@ class MicroBatcher:
                         break
                     batch.append(pending)
                     size += len(pending.texts)
-            await self._run(batch)
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(lambda done: (self._running.discard(done), free.release()))
 
     async def _run(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if not p.future.done()]  # a request that timed out is not computed

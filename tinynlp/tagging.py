@@ -1,6 +1,7 @@
 """Tagging schemes: normalise IOB1 and BIOES to BIO, build BIO label sets, check transitions."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable, Literal, Sequence
 
 Scheme = Literal["bio", "iob1", "bioes", "auto"]
@@ -48,12 +49,19 @@ def bio_labels(types: Iterable[str]) -> list[str]:
 
 def bio_constraints(labels: Sequence[str]):
     """(allowed, start): allowed[i, j] when tag j may follow tag i in BIO (I-X only after B-X or
-    I-X), start[j] when a sentence may open with tag j (not an I-)."""
+    I-X), start[j] when a sentence may open with tag j (not an I-). Read-only arrays, built once
+    per label set: decoding asks for them once per sentence."""
+    return _bio_constraints(tuple(labels))
+
+
+@lru_cache(maxsize=64)
+def _bio_constraints(labels: tuple[str, ...]):
     import numpy as np
 
     allowed = np.array([[not tag.startswith("I-") or entity_type(previous) == entity_type(tag) for tag in labels]
                         for previous in labels])
     start = np.array([not tag.startswith("I-") for tag in labels])
+    allowed.flags.writeable = start.flags.writeable = False
     return allowed, start
 
 
