@@ -46,6 +46,7 @@ from benchmarks.predict_load import sentences  # noqa: E402
 from tinynlp.reporting import markdown_table  # noqa: E402
 
 SIZES = [1] * 7 + [4] * 2 + [16]
+SERVER_FLAGS = ("loop", "http")  # --also keys that are flags of `tinynlp serve`, not of its serve section
 
 
 def rss_mb(pid: int) -> float:
@@ -57,14 +58,16 @@ def rss_mb(pid: int) -> float:
 
 def start_server(model: str, port: int, serve: dict, workdir: Path, code: Path = ROOT) -> subprocess.Popen:
     """`tinynlp serve` from the code in `code` (this checkout, or a baseline's worktree), with that
-    code's params.yaml and `serve` overrides; returns once /health/ready answers."""
+    code's params.yaml and `serve` overrides; `loop` and `http` among them are `tinynlp serve`'s
+    flags of those names (the event loop, the HTTP parser). Returns once /health/ready answers."""
+    flags = [f"--{key}={serve[key]}" for key in SERVER_FLAGS if key in serve]
     params = yaml.safe_load((code / "params.yaml").read_text())
-    params["serve"].update(serve)
+    params["serve"].update({k: v for k, v in serve.items() if k not in SERVER_FLAGS})
     path = workdir / f"params-{port}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     # `python -m` puts the working folder first on sys.path: `code`'s cli and tinynlp are served
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", str(Path(model).resolve()),
-                                "--port", str(port), "--params", str(path)], cwd=code,
+                                "--port", str(port), "--params", str(path), *flags], cwd=code,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 
@@ -310,7 +313,8 @@ def main() -> None:
                              "clients retrying shed requests after Retry-After")
     parser.add_argument("--also", action="append", default=[],
                         help="one more server, batching on: LABEL:key=value,... of the serve section, "
-                             "e.g. 'batch 64:max_batch=64'")
+                             "e.g. 'batch 64:max_batch=64', or the serve command's loop and http, e.g. "
+                             "'h11:loop=asyncio,http=h11'")
     parser.add_argument("--baseline-ref", help="a git commit whose code serves too, beside this checkout's "
                                                "(each --windows value), from a worktree of it")
     parser.add_argument("--repeats", type=int, default=1,

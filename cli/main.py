@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     serve.add_argument("--params", default="params.yaml",
                        help="params file whose `serve` section sets the limits (absent: the defaults)")
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                       help="event loop (auto: uvloop where installed, as it is with tinynlp)")
+    serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto",
+                       help="HTTP/1.1 parser (auto: httptools where installed, as it is with tinynlp)")
     serve.add_argument("--redact-pii", action="store_true",
                        help="mask e-mail addresses, phone and card numbers and other personal data in responses")
     explain = command("explain", "explain a prediction: per-word attributions (integrated gradients) of the torch "

@@ -71,7 +71,7 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
     from tinynlp.config import ServeConfig
     from tinynlp.errors import RequestRefused
     from tinynlp.modeling import available_cores
-    from tinynlp.serving import Metrics, MicroBatcher, capture_writer, parse_texts, records_for
+    from tinynlp.serving import Metrics, MicroBatcher, capture_writer, freeze_heap, parse_texts, records_for
 
     cfg = cfg or ServeConfig()
     model_dir = Path(model_dir)
@@ -88,6 +88,7 @@ def build_app(model_dir: str | Path, threads: int = 0, redact_pii: bool = False,
     def load() -> dict:
         fresh = _Service(model_dir, threads_per_batch, redact_pii or cfg.redact_pii, cfg.model_batch)
         state["service"] = fresh  # requests in flight finish on the model they started with
+        freeze_heap()  # what is loaded now lives as long as the process: full collections skip it
         metrics.serving(variant=fresh.variant, version=fresh.version, task=fresh.predictor.meta["task"])
         return {"status": "loaded", "variant": fresh.variant, "version": fresh.version}
 
@@ -226,6 +227,6 @@ def main(args) -> int:
              args.port, "; personal data masked in responses" if args.redact_pii or cfg.redact_pii else "",
              f"; traffic captured to {cfg.capture.dir}" if cfg.capture.enabled else "")
     # SIGTERM: stop accepting, let requests in flight finish (up to one time budget), then exit
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", loop=args.loop, http=args.http,
                 timeout_graceful_shutdown=max(1, int(cfg.timeout_s)), limit_concurrency=None)
     return exit_code(None)

@@ -4,6 +4,7 @@ Prometheus metrics. No FastAPI here: cli/serve.py wires these into the app."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -73,6 +74,18 @@ def _depth(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+def freeze_heap() -> int:
+    """Move every object alive now (the libraries, the tokenizer, the loaded model) out of the
+    cyclic garbage collector's sight, so a full collection walks only what requests create. Without
+    it a full collection walked the whole heap, about 150 ms with every request waiting, every ten
+    seconds or so under load: the cause of the p99 latency. Objects frozen before are unfrozen and
+    collected first, so a model replaced by a reload is not kept. Returns the frozen count."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 @dataclass
