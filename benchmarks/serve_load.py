@@ -338,9 +338,12 @@ def main() -> None:
                 # untimed warm-up: the first NER answer imports seqeval and ORT grows its arenas
                 asyncio.run(load(port, texts, max(clients_list), 100, args.seed, None, args.client))
             # every server's runs interleaved, pass by pass: a slow spell of the machine hits them all
+            # and each pass starts with another server, so no server always runs first
+            order = list(started.items())
             for repeat in range(args.repeats):
                 for clients in clients_list:
-                    for label, (port_of, server) in started.items():
+                    shift = repeat % len(order)
+                    for label, (port_of, server) in order[shift:] + order[:shift]:
                         result = asyncio.run(load(port_of, texts, clients, args.requests, args.seed + repeat,
                                                   server.pid, args.client))
                         runs.append({"server": label, "clients": clients, "repeat": repeat, **result,
