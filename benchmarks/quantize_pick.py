@@ -33,8 +33,8 @@ OLD_PASSES = 3
 
 
 def build(source: str, folder: Path) -> dict[str, dict]:
-    """The source's candidate graphs in `folder`, with their dev scores and drops, as the stage makes them."""
-    from tasks.quantize import _candidates, _Selection, calibration_batches
+    """The source's candidate graphs in `folder`, with their dev scores, drops and divergences, as the stage makes them."""
+    from tasks.quantize import _Selection, calibration_batches, scored_candidates
     from tinynlp.model_dir import load_model, variant_dirs
 
     params = load_params(ROOT / "params.yaml")
@@ -46,13 +46,8 @@ def build(source: str, folder: Path) -> dict[str, dict]:
     exported = quantization.export_onnx(model, folder / "fp32.onnx", params.quantize.opset)
     graph = folder / "fp32-fused.onnx"
     quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
-    reference = selection.score(quantization.OnnxRunner(graph, threads))
-    scored = {}
-    for candidate in _candidates(params, graph, exported, folder, calibration):
-        score = selection.score(quantization.OnnxRunner(candidate["file"], threads))
-        scored[Path(candidate["file"]).stem] = {"file": str(candidate["file"]), "dev_score": round(score, 4),
-                                                "dev_drop": round(reference - score, 4)}
-    return scored
+    _, tried, _ = scored_candidates(source, graph, exported, folder, params, selection, calibration)
+    return {t["name"]: {**t, "file": str(t["file"])} for t in tried}
 
 
 def time_once(scored: dict[str, dict]) -> dict[str, list[float]]:

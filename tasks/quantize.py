@@ -1,15 +1,17 @@
 """Stage `quantize`: each chosen model (fine-tuned, distilled, structurally pruned) exported to ONNX,
 checked against PyTorch, fused, then quantized to INT8 by every candidate config (ONNX Runtime
-dynamic / static, per-channel / per-tensor). Accuracy-aware: the fastest candidate within
+dynamic / static, per-channel / per-tensor, and dynamic with the `fp32_fallback` weight nodes whose
+INT8 error moves the outputs most kept float). Accuracy-aware: the fastest candidate within
 `max_dev_drop` of the fp32 graph's dev metric is kept, where latencies within the measured timing
-noise are a tie that the better dev score wins (`tinynlp.gate.pick_fastest`). Intel Neural Compressor variants are built
-alongside for the side-by-side comparison in `evaluate`."""
+noise are a tie that the candidate closest to the fp32 graph's outputs wins (`tinynlp.gate.pick_fastest`).
+Intel Neural Compressor variants are built alongside for the side-by-side comparison in `evaluate`."""
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
 from statistics import median
+from typing import Sequence
 
 import numpy as np
 
@@ -37,9 +39,11 @@ class _Selection:
         self.encoded = self.head.encode(tokenizer, self.dev, spec)
         self.features = self.head.features(self.encoded)
 
-    def score(self, runner) -> float:
+    def score(self, runner, reference: list | None = None) -> tuple[float, list, float | None]:
+        """The dev metric, the logits, and their divergence from `reference` logits when given."""
         logits = predict_logits(runner, self.features, self.batch_size, self.pad_id)
-        return float(self.head.score(self.encoded, logits, self.dev, self.spec)[self.head.metric])
+        score = float(self.head.score(self.encoded, logits, self.dev, self.spec)[self.head.metric])
+        return score, logits, None if reference is None else quantization.output_divergence(reference, logits)
 
     def latencies(self, runners: dict) -> dict[str, list[float]]:
         """Each runner's p50 in SELECTION_REPEATS passes, the runners taking turns within each pass, so
@@ -64,25 +68,66 @@ def calibration_batches(params: Params, tokenizer, batch_size: int = 8) -> list[
     return [dict(zip(quantization.FEED_ORDER, arrays)) for arrays in batches]
 
 
-def _candidates(params: Params, graph: Path, unfused: Path, directory: Path, calibration: list[dict]) -> list[dict]:
+def candidate_name(method: str, per_channel: bool, fp32_nodes: Sequence[str] = ()) -> str:
+    return f"{method}-{'per_channel' if per_channel else 'per_tensor'}" + (f"-fp32x{len(fp32_nodes)}" if fp32_nodes else "")
+
+
+def _candidates(params: Params, graph: Path, unfused: Path, directory: Path, calibration: list[dict],
+                fp32_nodes: Sequence[str]) -> list[dict]:
     """Dynamic INT8 from the fused graph (ORT quantizes its fused Attention); static QDQ from the
-    unfused one, since the QDQ quantizer skips fused nodes and leaves them fp32 (a 3x larger file)."""
+    unfused one, since the QDQ quantizer skips fused nodes and leaves them fp32 (a 3x larger file).
+    With `fp32_nodes`, dynamic is also tried with those nodes left float."""
     cfg = params.quantize
     made = []
     for method in (m for m in cfg.methods if m.startswith("ort_")):
         for per_channel in cfg.per_channel:
-            target = directory / f"{method}-{'per_channel' if per_channel else 'per_tensor'}.onnx"
-            if method == "ort_dynamic":
-                quantization.quantize_dynamic_onnx(graph, target, per_channel=per_channel)
-            else:
-                quantization.quantize_static_onnx(unfused, target, calibration, per_channel=per_channel)
-            made.append({"method": method, "per_channel": per_channel, "file": target})
+            for kept_float in ([(), fp32_nodes] if method == "ort_dynamic" and fp32_nodes else [()]):
+                target = directory / f"{candidate_name(method, per_channel, kept_float)}.onnx"
+                if method == "ort_dynamic":
+                    quantization.quantize_dynamic_onnx(graph, target, per_channel=per_channel, fp32_nodes=kept_float)
+                else:
+                    quantization.quantize_static_onnx(unfused, target, calibration, per_channel=per_channel)
+                made.append({"method": method, "per_channel": per_channel, "fp32_nodes": list(kept_float),
+                             "file": target})
     return made
 
 
+def sensitive_nodes(name: str, graph: Path, params: Params, calibration: list[dict], threads: int) -> dict:
+    """The `fp32_fallback` weight nodes whose INT8 error moves the outputs on the calibration texts most
+    (leave-one-out, per-tensor weights: the coarser scales show the damage), with the whole ranking."""
+    cfg = params.quantize
+    if not cfg.fp32_fallback or "ort_dynamic" not in cfg.methods:
+        return {"fp32_nodes": []}
+    full, ranking = quantization.rank_sensitivity(graph, calibration, per_channel=False, threads=threads)
+    chosen = [node for node, _ in ranking[: cfg.fp32_fallback]]
+    log.info("quantize %s: output divergence of dynamic INT8 %.5f; leaving %s float: %s", name, full,
+             ", ".join(chosen), ", ".join(f"{d:.5f}" for _, d in ranking[: cfg.fp32_fallback]))
+    return {"full_int8_divergence": round(full, 6), "fp32_nodes": chosen,
+            "ranking": [{"node": node, "divergence_with_it_float": round(d, 6)} for node, d in ranking]}
+
+
+def scored_candidates(name: str, graph: Path, unfused: Path, directory: Path, params: Params, selection: _Selection,
+                      calibration: list[dict]) -> tuple[float, list[dict], dict]:
+    """The float graph's dev metric, every INT8 candidate built in `directory` with its dev metric and
+    divergence from the float graph's outputs, and the sensitivity ranking that chose its float nodes."""
+    reference_score, reference_logits, _ = selection.score(quantization.OnnxRunner(graph, selection.threads))
+    sensitivity = sensitive_nodes(name, graph, params, calibration, selection.threads)
+    tried = []
+    for candidate in _candidates(params, graph, unfused, directory, calibration, sensitivity["fp32_nodes"]):
+        score, _, divergence = selection.score(quantization.OnnxRunner(candidate["file"], selection.threads),
+                                               reference_logits)
+        tried.append({"source": name, "name": candidate_name(candidate["method"], candidate["per_channel"],
+                                                             candidate["fp32_nodes"]),
+                      "method": candidate["method"], "per_channel": candidate["per_channel"],
+                      "fp32_nodes": candidate["fp32_nodes"], "dev_score": round(score, 4),
+                      "dev_drop": round(reference_score - score, 4), "dev_divergence": round(divergence, 6),
+                      "file": candidate["file"]})
+    return reference_score, tried, sensitivity
+
+
 def quantize_source(name: str, model_dir: Path, params: Params, selection: _Selection, calibration: list[dict],
-                    staging: Path) -> tuple[list[dict], list[dict]]:
-    """The variants kept for one source model and every candidate tried (for the report)."""
+                    staging: Path) -> tuple[list[dict], list[dict], dict]:
+    """The variants kept for one source model, every candidate tried and the sensitivity ranking (reports)."""
     cfg = params.quantize
     model, _ = load_model(model_dir)
     directory = staging / name
@@ -95,21 +140,14 @@ def quantize_source(name: str, model_dir: Path, params: Params, selection: _Sele
         fused = quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
         log.info("quantize %s: fused operators %s", name, fused or "none")
         quantization.check_matches(model, graph, calibration[:4], cfg.export_tolerance)
-    reference = quantization.OnnxRunner(graph, selection.threads)
-    reference_score = selection.score(reference)
-    tried, runners = [], {}
-    for candidate in _candidates(params, graph, exported, directory, calibration):
-        label = f"{candidate['method']}-{'per_channel' if candidate['per_channel'] else 'per_tensor'}"
-        runners[label] = quantization.OnnxRunner(candidate["file"], selection.threads)
-        score = selection.score(runners[label])
-        tried.append({"source": name, "name": label, "method": candidate["method"],
-                      "per_channel": candidate["per_channel"], "dev_score": round(score, 4),
-                      "dev_drop": round(reference_score - score, 4), "file": candidate["file"]})
+    reference_score, tried, sensitivity = scored_candidates(name, graph, exported, directory, params, selection,
+                                                            calibration)
+    runners = {t["name"]: quantization.OnnxRunner(t["file"], selection.threads) for t in tried}
     runs = selection.latencies(runners)
     for t in tried:
         t["latency_ms_p50"], t["latency_ms_p50_runs"] = round(median(runs[t["name"]]), 4), runs[t["name"]]
-        log.info("quantize %s %s: dev %.4f (fp32 %.4f), p50 %.2f ms (runs %s)", name, t["name"], t["dev_score"],
-                 reference_score, t["latency_ms_p50"], runs[t["name"]])
+        log.info("quantize %s %s: dev %.4f (fp32 %.4f), divergence from fp32 %.5f, p50 %.2f ms (runs %s)", name,
+                 t["name"], t["dev_score"], reference_score, t["dev_divergence"], t["latency_ms_p50"], runs[t["name"]])
     parameters = modeling.parameter_count(model)
     kept = [{"name": f"{name}_onnx", "kind": "onnx", "file": f"{name}/{graph.name}", "source": name,
              "method": "fp32" + ("-fused" if cfg.fuse else ""), "parameters": parameters,
@@ -124,7 +162,8 @@ def quantize_source(name: str, model_dir: Path, params: Params, selection: _Sele
                      100 * how["noise_band"], ", ".join(how["tied"]))
         shutil.copyfile(best["file"], directory / "int8.onnx")
         kept.append({"name": f"{name}_int8", "kind": "onnx", "file": f"{name}/int8.onnx", "source": name,
-                     "method": best["method"], "per_channel": best["per_channel"], "parameters": parameters})
+                     "method": best["method"], "per_channel": best["per_channel"], "fp32_nodes": best["fp32_nodes"],
+                     "parameters": parameters})
         for t in tried:
             t["kept"] = t is best
         best["pick"] = how
@@ -134,7 +173,7 @@ def quantize_source(name: str, model_dir: Path, params: Params, selection: _Sele
     for path in directory.iterdir():  # candidates not kept, intermediate graphs, calibration leftovers
         if path.name not in kept_files:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return kept, tried
+    return kept, tried, sensitivity
 
 
 def inc_variant(name: str, model_dir: Path, params: Params, calibration: list[dict], staging: Path) -> dict:
@@ -152,13 +191,14 @@ def run_quantize(params: Params) -> dict:
     selection = _Selection(params, tokenizer, threads)
     calibration = calibration_batches(params, tokenizer)
     available = {n: d for n, d in variant_dirs(params.paths).items() if is_model_dir(d)}
-    variants, tried = [], []
+    variants, tried, sensitivity = [], [], {}
     with atomic_dir(paths.quantized) as staging:
         for name in cfg.sources:
             if name not in available:
                 log.info("quantize: %s has no model (stage disabled?); skipped", name)
                 continue
-            kept, candidates = quantize_source(name, available[name], params, selection, calibration, staging)
+            kept, candidates, sensitivity[name] = quantize_source(name, available[name], params, selection,
+                                                                  calibration, staging)
             variants += kept
             tried += candidates
         for name in cfg.inc_sources:
@@ -167,7 +207,9 @@ def run_quantize(params: Params) -> dict:
         atomic_write_json(staging / "variants.json", variants)
     reports = Path(paths.reports) / "quantize"
     atomic_write_json(reports / "candidates.json", tried)
-    metrics = {t["source"]: {"method": t["method"], "per_channel": t["per_channel"], "dev_drop": t["dev_drop"],
+    atomic_write_json(reports / "sensitivity.json", sensitivity)
+    metrics = {t["source"]: {"method": t["method"], "per_channel": t["per_channel"], "fp32_nodes": len(t["fp32_nodes"]),
+                             "dev_drop": t["dev_drop"], "dev_divergence": t["dev_divergence"],
                              "latency_ms_p50": t["latency_ms_p50"], "noise_band": t["pick"].get("noise_band"),
                              "tied": t["pick"].get("tied", [])} for t in tried if t.get("kept")}
     atomic_write_json(reports / "metrics.json", metrics)

@@ -86,7 +86,7 @@ STAGES: tuple[Stage, ...] = (
           params=("quantize", "evaluate.batch_size", "evaluate.threads", "finetune.seed"),
           deps=("${paths.ingested}", "${paths.model}", "${paths.pruned}", "${paths.distilled}"),
           outs=(Output("${paths.quantized}"), _report("quantize", "candidates.json"),
-                _report("quantize", "metrics.json", metric=True))),
+                _report("quantize", "sensitivity.json"), _report("quantize", "metrics.json", metric=True))),
     Stage("evaluate", "score, time and size every variant, analyse their errors; the gate promotes one",
           params=("evaluate", "quantize.opset", "drift", "ingest.pii", _BASE),   # drift: the card's thresholds;
                                                                                   # ingest.pii: examples masked

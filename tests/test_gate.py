@@ -57,6 +57,18 @@ def test_int8_latencies_within_the_measured_noise_are_a_tie_the_better_dev_score
     assert how["noise_band"] == pytest.approx(max((2.13 - 2.09) / 2.107, (2.12 - 2.08) / 2.096), abs=1e-4)
 
 
+def test_a_tie_goes_to_the_outputs_closest_to_the_float_graph_before_the_dev_score():
+    # SST-2's student: per-tensor one dev example better, but its outputs moved 1.5x as far from fp32
+    # (test: 1.15 points lost against 0.35 for per-channel)
+    per_tensor = {**_candidate("per_tensor", 0.9292, -0.0007), "dev_divergence": 0.00163}
+    per_channel = {**_candidate("per_channel", 0.9290, -0.0006), "dev_divergence": 0.00110}
+    runs = {"per_tensor": [0.70, 0.72, 0.66], "per_channel": [0.78, 0.74, 0.69]}
+    best, how = pick_fastest([per_tensor, per_channel], max_drop=0.01, latency_runs=runs)
+    assert best is per_channel and sorted(how["tied"]) == ["per_channel", "per_tensor"]
+    equal = [{**c, "dev_divergence": 0.001} for c in (per_tensor, per_channel)]
+    assert pick_fastest(equal, max_drop=0.01, latency_runs=runs)[0]["name"] == "per_tensor"
+
+
 def test_a_gap_beyond_the_noise_band_goes_to_the_faster_and_over_budget_candidates_never_win():
     fast, accurate, broken = _candidate("fast", 0.55, 0.01), _candidate("accurate", 0.56, 0.0), \
         _candidate("broken", 0.60, 0.5)

@@ -115,6 +115,54 @@ def test_dynamic_int8_is_smaller_and_close(tagger, fp32_onnx, batches, tmp_path,
     assert q.max_abs_difference(tagger, path, batches) < 0.05
 
 
+def test_output_divergence_is_zero_for_equal_outputs_and_the_kl_of_their_softmax_otherwise():
+    reference = [np.array([[2.0, 0.0], [0.0, 0.0]]), np.array([1.0, 1.0])]   # per token (NER) or per example
+    assert q.output_divergence(reference, [r.copy() for r in reference]) == pytest.approx(0.0, abs=1e-12)
+    moved = [np.array([[0.0, 0.0], [0.0, 0.0]]), np.array([1.0, 1.0])]
+    p = np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum()
+    assert q.output_divergence(reference, moved) == pytest.approx((p * np.log(p / 0.5)).sum() / 3)
+    with pytest.raises(ValueError, match="shape"):
+        q.output_divergence(reference, moved[:1])
+
+
+def test_outputs_on_padded_batches_keep_only_the_real_tokens(tagger, fp32_onnx, batches):
+    rows = q.outputs_on(q.OnnxRunner(fp32_onnx), batches)
+    assert [len(r) for r in rows] == [int(b["attention_mask"].sum()) for b in batches]
+
+
+def _confident(tagger: torch.nn.Module, outlier: float) -> tuple[torch.nn.Module, str]:
+    """A copy with confident outputs (a random head's are near uniform, so INT8 barely moves them) and
+    one input channel of layer 0's FFN output `outlier` times the rest: per-tensor INT8 scales then
+    round that matrix's other weights to a few levels, as outlier dimensions do in trained BERT models."""
+    model = copy.deepcopy(tagger)
+    with torch.no_grad():
+        model.classifier.weight *= 30
+        model.bert.encoder.layer[0].output.dense.weight[:, 3] *= outlier
+    return model, "/bert/encoder/layer.0/output/dense/MatMul"
+
+
+def test_the_node_whose_int8_error_moves_the_outputs_most_ranks_first_and_left_float_cuts_the_divergence(
+        tagger, batches, tmp_path):
+    rankings = {}
+    for outlier in (1, 500):
+        model, node = _confident(tagger, outlier)
+        fused = tmp_path / f"fused-{outlier}.onnx"
+        q.optimize_onnx(q.export_onnx(model, tmp_path / "model.onnx"), fused, *q.fusion_geometry(model))
+        rankings[outlier] = full, ranking = q.rank_sensitivity(fused, batches)
+    nodes = q.weight_nodes(fused)
+    assert "EmbedLayerNormalization" in " ".join(nodes) and sum("Attention" in n for n in nodes) == 2
+    assert not set(nodes) & set(q._activation_matmuls(fused)) and len(ranking) == len(nodes)
+    assert rankings[1][1][0][0] != node           # without the outlier another node matters most
+    assert ranking[0][0] == node and ranking[0][1] < full / 2
+    assert [d for _, d in ranking] == sorted(d for _, d in ranking)
+    kept_float = q.quantize_dynamic_onnx(fused, tmp_path / "fallback.onnx", per_channel=False,
+                                         fp32_nodes=[ranking[0][0]])
+    import onnx
+    graph = onnx.load(str(kept_float)).graph
+    assert [n.op_type for n in graph.node if n.name == ranking[0][0]] == ["MatMul"]
+    assert any(n.op_type == "MatMulInteger" for n in graph.node)
+
+
 def test_static_int8_calibrates_on_batches_of_different_lengths(tagger, fp32_onnx, batches, tmp_path):
     calibration = make_batches(tagger.config.vocab_size, [(2, 7), (4, 12), (1, 20)], seed=1)
     path = q.quantize_static_onnx(fp32_onnx, tmp_path / "static.onnx", calibration)

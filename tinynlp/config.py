@@ -407,6 +407,9 @@ class QuantizeConfig(_Section):
     per_channel: tuple[bool, ...] = Field(
         (True, False), description="per-channel (true) and/or per-tensor (false) weight scales tried")
     fuse: bool = Field(True, description="fuse attention/LayerNorm/GELU with onnxruntime's BERT optimizer first")
+    fp32_fallback: int = Field(
+        1, ge=0, description="dynamic INT8 is also tried with this many weight nodes left float: those whose INT8 "
+                             "error moves the outputs most on the calibration texts (leave one out); 0: none")
     inc_sources: tuple[Literal["finetune", "prune_structured", "distill"], ...] = Field(
         ("finetune",), description="models quantized with Intel Neural Compressor")
     inc_method: Literal["dynamic", "static"] = Field("dynamic", description="INC PT2E quantization: dynamic or static")

@@ -66,12 +66,14 @@ def noise_band(latency_runs: dict[str, list[float]]) -> float:
 
 def pick_fastest(candidates: list[dict], max_drop: float, latency_runs: dict[str, list[float]]) -> tuple[dict, dict]:
     """The candidate to keep among those within `max_drop` of the reference dev score: the fastest,
-    except that candidates the timing cannot tell from the fastest are a tie, which the better dev
-    score wins (a busy machine must not swap a less accurate graph in). A candidate ties when its
-    median p50 lies within the measured noise band of the fastest's, or when the fastest did not beat
-    it in every pass (passes are paired: the candidates take turns within each). Each candidate has
-    `name`, `dev_score` and `dev_drop`; `latency_runs` holds its p50 per pass. With none within
-    budget, the most accurate is kept for the gate to judge. Returns the pick and how it was made."""
+    except that candidates the timing cannot tell from the fastest are a tie (a busy machine must not
+    swap a less accurate graph in). A candidate ties when its median p50 lies within the measured noise
+    band of the fastest's, or when the fastest did not beat it in every pass (passes are paired: the
+    candidates take turns within each). A tie goes to the candidate whose outputs are closest to the
+    float graph's (`dev_divergence`, where candidates have it), then to the better dev score: a change
+    of accuracy counts a few flipped examples that may cancel out, the divergence measures them all.
+    Each candidate has `name`, `dev_score` and `dev_drop`; `latency_runs` holds its p50 per pass. With
+    none within budget, the most accurate is kept for the gate to judge. Returns the pick and how."""
     within = [c for c in candidates if c["dev_drop"] <= max_drop + 1e-12]
     if not within:
         return max(candidates, key=lambda c: c["dev_score"]), {"rule": "none within budget: most accurate"}
@@ -80,8 +82,9 @@ def pick_fastest(candidates: list[dict], max_drop: float, latency_runs: dict[str
     fastest = min(p50, key=p50.get)
     tied = [c for c in within if p50[c["name"]] <= p50[fastest] * (1 + band)
             or not _beaten_in_every_pass(latency_runs[fastest], latency_runs[c["name"]])]
-    best = max(tied, key=lambda c: (c["dev_score"], -p50[c["name"]]))
-    return best, {"rule": "fastest within budget; ties within the noise band go to the better dev score",
+    best = min(tied, key=lambda c: (c.get("dev_divergence", 0.0), -c["dev_score"], p50[c["name"]]))
+    return best, {"rule": "fastest within budget; ties within the noise band go to the outputs closest to the "
+                          "float graph's, then to the better dev score",
                   "noise_band": round(band, 4), "tied": [c["name"] for c in tied]}
 
 

@@ -244,16 +244,70 @@ def optimize_onnx(src: str | os.PathLike, dst: str | os.PathLike, num_heads: int
     return fused
 
 
-def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True) -> Path:
-    """INT8 weights, activations quantized per call (MatMulInteger / QAttention)."""
+def quantize_dynamic_onnx(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
+                          fp32_nodes: Sequence[str] = ()) -> Path:
+    """INT8 weights, activations quantized per call (MatMulInteger / QAttention); `fp32_nodes` stay float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _replacing(dst) as tmp:
         # fused contrib ops (Attention, SkipLayerNormalization) carry no type information; all are float
         quantize_dynamic(str(src), str(tmp), per_channel=per_channel, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         nodes_to_exclude=list(fp32_nodes), extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return Path(dst)
+
+
+def weight_nodes(path: str | os.PathLike) -> list[str]:
+    """Nodes that dynamic quantization turns INT8, in graph order: products with a constant float weight
+    (MatMul, fused Attention), the fused embedding layer and embedding lookups."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    weight_input = {"MatMul": 1, "Attention": 1, "Gather": 0, "EmbedLayerNormalization": 2}
+    return [n.name for n in graph.node if n.op_type in weight_input
+            and len(n.input) > weight_input[n.op_type] and n.input[weight_input[n.op_type]] in floats]
+
+
+def outputs_on(runner: Runner, batches: Sequence[Batch]) -> list[np.ndarray]:
+    """The runner's logits on padded batches, one row per example (per real token for tagging)."""
+    rows = []
+    for batch in batches:
+        logits = runner(*_arrays(batch))
+        rows.append(logits[np.asarray(batch["attention_mask"]).astype(bool)] if logits.ndim == 3 else logits)
+    return rows
+
+
+def output_divergence(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float:
+    """Mean KL(reference || candidate) of the softmax of paired logits rows (examples or tokens): how far
+    a quantized graph's predicted distributions moved from the float graph's. Unlike a change of accuracy
+    it needs no labels, and flips in either direction do not cancel out."""
+    ref = np.concatenate([np.asarray(r, np.float64).reshape(-1, np.shape(r)[-1]) for r in reference])
+    new = np.concatenate([np.asarray(c, np.float64).reshape(-1, np.shape(c)[-1]) for c in candidate])
+    if ref.shape != new.shape:
+        raise ValueError(f"outputs differ in shape: {ref.shape} against {new.shape}")
+    log_p = ref - np.logaddexp.reduce(ref, axis=-1, keepdims=True)
+    log_q = new - np.logaddexp.reduce(new, axis=-1, keepdims=True)
+    return float((np.exp(log_p) * (log_p - log_q)).sum(-1).mean()) if len(ref) else 0.0
+
+
+def rank_sensitivity(graph: str | os.PathLike, batches: Sequence[Batch], per_channel: bool = False,
+                     threads: int = 1) -> tuple[float, list[tuple[str, float]]]:
+    """How much each weight node's INT8 error moves the outputs, measured end to end: the divergence of
+    the fully dynamic-INT8 graph from the float one on `batches`, and for each node the divergence when
+    that node alone stays float (leave one out), most sensitive first. Errors of early layers propagate
+    (and outlier activations are local), so measuring the whole graph ranks better than a per-layer error."""
+    reference = outputs_on(OnnxRunner(graph, threads), batches)
+    with tempfile.TemporaryDirectory(prefix="tinynlp-sensitivity-") as workdir:
+        target = Path(workdir) / "candidate.onnx"
+
+        def divergence(fp32_nodes: Sequence[str]) -> float:
+            quantize_dynamic_onnx(graph, target, per_channel=per_channel, fp32_nodes=fp32_nodes)
+            return output_divergence(reference, outputs_on(OnnxRunner(target, threads), batches))
+
+        full = divergence(())
+        ranking = sorted(((node, divergence([node])) for node in weight_nodes(graph)), key=lambda pair: pair[1])
+    return full, ranking
 
 
 class _BatchReader:
