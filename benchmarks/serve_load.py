@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, write_json  # noqa: E402
 from benchmarks.predict_load import sentences  # noqa: E402
 from tinynlp.reporting import markdown_table  # noqa: E402
+from tinynlp.serving import wait_until_ready  # noqa: E402
 
 SIZES = [1] * 7 + [4] * 2 + [16]
 SERVER_FLAGS = ("loop", "http")  # --also keys that are flags of `tinynlp serve`, not of its serve section
@@ -69,17 +70,12 @@ def start_server(model: str, port: int, serve: dict, workdir: Path, code: Path =
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", str(Path(model).resolve()),
                                 "--port", str(port), "--params", str(path), *flags], cwd=code,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import httpx
-
-    for _ in range(240):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.kill()
-    raise SystemExit(f"the server on port {port} did not get ready")
+    try:
+        wait_until_ready(port, process)
+    except RuntimeError as exc:
+        process.kill()
+        raise SystemExit(str(exc)) from exc
+    return process
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,7 +15,7 @@ from test_predict import NER_LABELS, promoted
 from tinynlp.config import ServeConfig
 from tinynlp.predict import Predictor
 from tinynlp.errors import RequestRefused
-from tinynlp.serving import parse_texts
+from tinynlp.serving import parse_texts, wait_until_ready
 
 
 def body(obj) -> bytes:
@@ -235,6 +235,22 @@ def test_the_loaded_model_is_kept_out_of_full_collections_and_a_replaced_one_is_
     gc.unfreeze()
 
 
+def test_waiting_for_a_server_names_the_port_when_it_exits_first_or_never_gets_ready():
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    gone.wait()
+    with pytest.raises(RuntimeError, match=f"port {port} exited with status 3"):
+        wait_until_ready(port, gone)
+    with pytest.raises(RuntimeError, match=f"port {port} was not ready after 1 s"):
+        wait_until_ready(port, timeout_s=1.0)
+
+
 @pytest.mark.parametrize("loop, http", [("uvloop", "httptools"), ("asyncio", "h11")])
 def test_the_server_process_answers_on_either_event_loop_and_parser_and_stops_on_sigterm(model, loop, http):
     """`tinynlp serve` as an operator starts it: uvloop and httptools (installed with tinynlp, and
@@ -255,14 +271,7 @@ def test_the_server_process_answers_on_either_event_loop_and_parser_and_stops_on
                                "--params", "absent.yaml", f"--loop={loop}", f"--http={http}"], cwd=root,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.25)
+        wait_until_ready(port, server)
         answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"texts": ["Alice ."]}, timeout=10)
         assert answer.json()["results"][0]["entities"][0]["entity_group"] == "person"
     finally:

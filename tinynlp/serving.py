@@ -88,6 +88,25 @@ def freeze_heap() -> int:
     return gc.get_freeze_count()
 
 
+def wait_until_ready(port: int, process=None, timeout_s: float = 60.0, host: str = "127.0.0.1") -> None:
+    """Block until the server on `port` answers /health/ready with 200 (the model is loaded), for
+    whoever starts `tinynlp serve` as a process (a benchmark, a test, a supervisor's script). Raises
+    RuntimeError naming the port when `process` (a Popen) exits first or `timeout_s` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for port {port} exited with status {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"http://{host}:{port}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"the server on port {port} was not ready after {timeout_s:.0f} s")
+
+
 @dataclass
 class _Pending:
     texts: list[str]
