@@ -387,9 +387,11 @@ def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, p
     quick_params(workspace)
     set_param(workspace, "execution", "task_runner", "dask")
     # both long enough to outlast the ~2 s a second worker takes to start (prune at 1 epoch took
-    # 2.1 s on a fresh clone: the overlap was a matter of tenths of a second)
-    set_param(workspace, "prune", "epochs", 4)
-    set_param(workspace, "distill", "epochs", 4)
+    # 2.1 s on a fresh clone: the overlap was a matter of tenths of a second), and no early stop
+    # (distill, patience 2, once ended 0.1 s before prune began on CI)
+    for stage in ("prune", "distill"):
+        set_param(workspace, stage, "epochs", 6)
+        set_param(workspace, stage, "patience", 6)
     monkeypatch.chdir(workspace)
     flow = configured(load_params("params.yaml"))
     state = flow(return_state=True)
