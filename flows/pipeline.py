@@ -21,6 +21,7 @@ import flows  # noqa: F401  (Prefect home and loggers, before prefect is importe
 from prefect import flow, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -131,6 +132,27 @@ def run_name() -> str:
     return name + ("-force" if flow_run.parameters.get("force") else "")
 
 
+def submit_when_ready(stages: dict, after: dict[str, list[str]], force: bool) -> dict:
+    """Submit each stage once the stages it reads from have finished, so the task runner runs what
+    is ready at the same time (augment and pretrain; prune and distill). Each waits for its
+    upstream's final *state*, not its future: Dask places a task whose inputs are futures on the
+    worker that holds them, which queued prune behind distill on finetune's worker. The states
+    still record the edges the Prefect UI draws, and a failed upstream still leaves its
+    dependants NotReady."""
+    futures, running, finished = {}, {}, set()
+    waiting = dict(after)
+    while waiting:
+        for name in [name for name, needs in waiting.items() if set(needs) <= finished]:
+            needs = waiting.pop(name)
+            futures[name] = stages[name].submit(force, wait_for=[futures[u].state for u in needs])
+            running[futures[name]] = name
+        if waiting:
+            done = next(as_completed(list(running)))
+            done.wait()
+            finished.add(running.pop(done))
+    return futures
+
+
 # no log_prints: stages log through logging, and Prefect's patched print() would defeat libraries that
 # capture stdout (dill disassembles functions to hash them for datasets: the listing ended up in the logs)
 @flow(name="pipeline", flow_run_name=run_name, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -139,11 +161,7 @@ def pipeline(force: bool = False) -> dict:
     retry = {"retries": params.execution.retries, "retry_delay_seconds": params.execution.retry_delay_seconds}
     stages = {name: stage_task.with_options(**retry) for name, stage_task in stage_tasks.items()}
     with workspace_lock():
-        # submitted in table order (a topological order), each waiting for the stages it reads from;
-        # the task runner runs what is ready at the same time (augment and pretrain; prune and distill)
-        futures = {}
-        for name, after in upstream(params).items():
-            futures[name] = stages[name].submit(force, wait_for=[futures[u] for u in after])
+        futures = submit_when_ready(stages, upstream(params), force)
         # in DAG order, so a failure surfaces as its own error (bad data: DataValidationError)
         reports = Path(params.paths.reports)
         try:
