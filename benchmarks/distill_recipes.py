@@ -40,6 +40,9 @@ RECIPES: dict[str, dict] = {
     "lr_3e-4": {"learning_rate": 3.0e-4},
     "epochs_8": {"epochs": 8},
     "hidden_loss": {"hidden_loss_weight": 1.0},
+    "ffn_third": {"neurons_fraction": 0.33},            # a narrower student: a third of each FFN removed
+    "ffn_half": {"neurons_fraction": 0.5},
+    "ffn_half_heads_quarter": {"neurons_fraction": 0.5, "heads_fraction": 0.25},
     "augmented": {"transfer": {"augmented_copies": 1, "corpus_texts": 0}},
     "corpus": {"transfer": {"augmented_copies": 0, "corpus_texts": 3000}},
 }
@@ -105,6 +108,7 @@ def summary(rows: list[dict], reference: str = "default") -> list[dict]:
                     "share_sd": round(statistics.stdev(share), 4) if len(share) > 1 else None,
                     "student_dev_mean": round(statistics.fmean(r["student_dev"] for r in group), 4),
                     "distill_seconds_mean": round(statistics.fmean(r["distill_seconds"] for r in group), 1),
+                    "speedup_mean": round(statistics.fmean(r["speedup"] for r in group), 2),
                     f"share_vs_{reference}_points": round(100 * statistics.fmean(paired), 2) if paired else None})
     return out
 

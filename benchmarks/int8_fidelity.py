@@ -25,13 +25,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import write_json  # noqa: E402
 from tinynlp import gate, modeling, quantization  # noqa: E402
 from tinynlp.config import load_params  # noqa: E402
-from tinynlp.inference import measure_speeds, predict_logits  # noqa: E402
+from tinynlp.inference import measure_speeds  # noqa: E402
 
 
 def main() -> int:
-    from tasks.quantize import SELECTION_LATENCY_SAMPLES, _Selection, calibration_batches, scored_candidates
+    from tasks.quantize import SELECTION_LATENCY_SAMPLES, Selection, calibration_batches, float_graphs, scored_candidates
     from tinynlp.model_dir import load_model, variant_dirs
-    from tinynlp.splits import read_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="distill")
@@ -41,35 +40,26 @@ def main() -> int:
     params = load_params(ROOT / "params.yaml")
     threads = modeling.set_threads(params.evaluate.threads)
     tokenizer = modeling.load_tokenizer(params.paths.model)
-    selection = _Selection(params, tokenizer, threads)
+    selection = Selection(params, tokenizer, threads)
+    test = Selection(params, tokenizer, threads, "test")
     calibration = calibration_batches(params, tokenizer)
-    test = read_split(params.paths.ingested, "test")
-    test_encoded = selection.head.encode(tokenizer, test, selection.spec)
-    test_features = selection.head.features(test_encoded)
-
-    def on_test(runner) -> tuple[float, list]:
-        logits = predict_logits(runner, test_features, selection.batch_size, selection.pad_id)
-        return float(selection.head.score(test_encoded, logits, test, selection.spec)[selection.head.metric]), logits
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         model, _ = load_model(variant_dirs(params.paths)[args.source])
-        exported = quantization.export_onnx(model, folder / "fp32.onnx", params.quantize.opset)
-        graph = folder / "fp32-fused.onnx"
-        quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
-        dev_reference, candidates, sensitivity = scored_candidates(args.source, graph, exported, folder, params,
-                                                                   selection, calibration)
-        test_reference, reference_logits = on_test(quantization.OnnxRunner(graph, threads))
-        runners = {c["name"]: quantization.OnnxRunner(c["file"], threads) for c in candidates}
+        exported, graph, _ = float_graphs(model, folder, params, calibration)
+        dev_reference, candidates, sensitivity, runners = scored_candidates(args.source, graph, exported, folder,
+                                                                            params, selection, calibration)
+        test_reference, reference_logits, _ = test.score(quantization.OnnxRunner(graph, threads))
         for c in candidates:
-            score, logits = on_test(runners[c["name"]])
+            score, _, divergence = test.score(runners[c["name"]], reference_logits)
             c.update(test_score=round(score, 4), test_drop=round(test_reference - score, 4),
-                     test_divergence=round(quantization.output_divergence(reference_logits, logits), 6))
+                     test_divergence=round(divergence, 6))
             c["file"] = Path(c["file"]).name
         stage_runs = selection.latencies(runners)   # what the stage's pick sees
         long_runs = {name: [] for name in runners}  # steadier p50s for the table
         for _ in range(args.repeats):
-            for name, speed in measure_speeds(runners, test_features, selection.pad_id, 200, 20, 32,
+            for name, speed in measure_speeds(runners, test.features, selection.pad_id, 200, 20, 32,
                                               rounds=10).items():
                 long_runs[name].append(speed.latency_ms_p50)
     max_drop = params.quantize.max_dev_drop

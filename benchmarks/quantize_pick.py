@@ -34,29 +34,27 @@ OLD_PASSES = 3
 
 def build(source: str, folder: Path) -> dict[str, dict]:
     """The source's candidate graphs in `folder`, with their dev scores, drops and divergences, as the stage makes them."""
-    from tasks.quantize import _Selection, calibration_batches, scored_candidates
+    from tasks.quantize import Selection, calibration_batches, float_graphs, scored_candidates
     from tinynlp.model_dir import load_model, variant_dirs
 
     params = load_params(ROOT / "params.yaml")
     threads = modeling.set_threads(params.evaluate.threads)
     tokenizer = modeling.load_tokenizer(params.paths.model)
-    selection = _Selection(params, tokenizer, threads)
+    selection = Selection(params, tokenizer, threads)
     calibration = calibration_batches(params, tokenizer)
     model, _ = load_model(variant_dirs(params.paths)[source])
-    exported = quantization.export_onnx(model, folder / "fp32.onnx", params.quantize.opset)
-    graph = folder / "fp32-fused.onnx"
-    quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
-    _, tried, _ = scored_candidates(source, graph, exported, folder, params, selection, calibration)
+    exported, graph, _ = float_graphs(model, folder, params, calibration)
+    _, tried, _, _ = scored_candidates(source, graph, exported, folder, params, selection, calibration)
     return {t["name"]: {**t, "file": str(t["file"])} for t in tried}
 
 
 def time_once(scored: dict[str, dict]) -> dict[str, list[float]]:
     """One stage-like timing of every candidate: each one's p50 per pass."""
-    from tasks.quantize import _Selection
+    from tasks.quantize import Selection
 
     params = load_params(ROOT / "params.yaml")
     threads = modeling.set_threads(params.evaluate.threads)
-    selection = _Selection(params, modeling.load_tokenizer(params.paths.model), threads)
+    selection = Selection(params, modeling.load_tokenizer(params.paths.model), threads)
     return selection.latencies({name: quantization.OnnxRunner(c["file"], threads) for name, c in scored.items()})
 
 

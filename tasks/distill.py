@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tasks.augment import augmented_rows
-from tinynlp import distill, modeling
+from tinynlp import distill, modeling, pruning
 from tinynlp.atomic import atomic_dir, atomic_write_json
 from tinynlp.config import Params
 from tinynlp.inference import TorchRunner, predict_logits
@@ -33,10 +33,14 @@ def run_distill(params: Params) -> dict:
     depth = len(teacher.base_model.encoder.layer)
     layer_map = list(cfg.layer_map) or distill.evenly_spaced_layers(depth, cfg.student_layers or max(1, depth // 2),
                                                                     cfg.layer_spread)
-    student = distill.student_from_teacher(teacher, layer_map)
-    log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters), teacher logits %s",
-             len(layer_map), layer_map, modeling.parameter_count(student) / 1e6,
-             modeling.parameter_count(teacher) / 1e6, cfg.teacher_logits)
+    student, shapes = distill.student_from_teacher(teacher, layer_map), None
+    if cfg.neurons_fraction or cfg.heads_fraction:  # narrower too: the layers' least important heads and neurons
+        shapes = pruning.shrink_least_important(student, data.sample_batches(cfg.importance_samples, cfg.batch_size),
+                                                cfg.heads_fraction, cfg.neurons_fraction)
+    log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters; heads per layer %s, "
+             "FFN neurons per layer %s), teacher logits %s", len(layer_map), layer_map,
+             modeling.parameter_count(student) / 1e6, modeling.parameter_count(teacher) / 1e6,
+             *_widths(student), cfg.teacher_logits)
     transfer, transfer_counts = _transfer_features(params, data)
     train_features, cache_seconds = data.train_features + transfer, 0.0
     if cfg.teacher_logits == "cached":
@@ -51,7 +55,7 @@ def run_distill(params: Params) -> dict:
                    distill.padding_teacher_logits(data.head.collator(data.tokenizer)), data.dev_metrics, settings,
                    loss_fn=loss_fn)
     with atomic_dir(paths.distilled) as staging:
-        save_model(staging, result.model, data.tokenizer, spec, params.pretrain.checkpoint)
+        save_model(staging, result.model, data.tokenizer, spec, params.pretrain.checkpoint, shapes)
     shutil.rmtree(settings.output_dir, ignore_errors=True)
     atomic_write_json(reports / "history.json", result.history)
     metrics = {"enabled": True, f"dev_{data.head.metric}": round(result.best_metric, 5),
@@ -63,6 +67,11 @@ def run_distill(params: Params) -> dict:
     log.info("distill: best dev %s %.4f in %.0fs (+%.0fs caching teacher logits)", data.head.metric,
              result.best_metric, result.seconds, cache_seconds)
     return metrics
+
+
+def _widths(model) -> tuple[list[int], list[int]]:
+    layers = pruning.structure_shapes(model)["layers"]
+    return [l["heads"] for l in layers], [l["intermediate_size"] for l in layers]
 
 
 def _transfer_features(params: Params, data) -> tuple[list[dict], dict[str, int]]:

@@ -55,13 +55,8 @@ def prune_structured(params: Params, data: TrainingData, scratch: Path) -> tuple
     model, _ = load_model(params.paths.model)
     cfg = params.prune.structured
     before = modeling.parameter_count(model)
-    collate = data.head.collator(data.tokenizer)
-    sample = data.train_features[: cfg.importance_samples]
-    batches = [collate(sample[i:i + params.prune.batch_size]) for i in range(0, len(sample), params.prune.batch_size)]
-    heads, neurons = pruning.importance_scores(model, batches, cfg.importance)
-    structure = pruning.select_structure(heads, neurons, cfg.heads_fraction, cfg.neurons_fraction)
-    pruning.shrink(model, structure)
-    shapes = pruning.structure_shapes(model)
+    shapes = pruning.shrink_least_important(model, data.sample_batches(cfg.importance_samples, params.prune.batch_size),
+                                            cfg.heads_fraction, cfg.neurons_fraction, cfg.importance)
     log.info("prune (structured): %d -> %d parameters; heads per layer %s, FFN neurons per layer %s, recovering",
              before, modeling.parameter_count(model), [l["heads"] for l in shapes["layers"]],
              [l["intermediate_size"] for l in shapes["layers"]])

@@ -28,21 +28,22 @@ SELECTION_LATENCY_SAMPLES = 60   # enough to rank candidates; evaluate times the
 SELECTION_REPEATS = 5            # interleaved, paired timing passes: their spread is the tie-break's noise band
 
 
-class _Selection:
-    """Dev-split scoring and quick timing of candidate graphs, shared by every source."""
+class Selection:
+    """Scoring on one split (dev for the stage's pick) and quick timing of candidate graphs, shared by
+    every source."""
 
-    def __init__(self, params: Params, tokenizer, threads: int):
+    def __init__(self, params: Params, tokenizer, threads: int, split: str = "dev"):
         spec = load_spec(params.paths.model)
         self.head, self.spec, self.threads = head_for(spec.task), spec, threads
         self.pad_id, self.batch_size = tokenizer.pad_token_id, params.evaluate.batch_size
-        self.dev = read_split(params.paths.ingested, "dev")
-        self.encoded = self.head.encode(tokenizer, self.dev, spec)
+        self.rows = read_split(params.paths.ingested, split)
+        self.encoded = self.head.encode(tokenizer, self.rows, spec)
         self.features = self.head.features(self.encoded)
 
     def score(self, runner, reference: list | None = None) -> tuple[float, list, float | None]:
-        """The dev metric, the logits, and their divergence from `reference` logits when given."""
+        """The split's metric, the logits, and their divergence from `reference` logits when given."""
         logits = predict_logits(runner, self.features, self.batch_size, self.pad_id)
-        score = float(self.head.score(self.encoded, logits, self.dev, self.spec)[self.head.metric])
+        score = float(self.head.score(self.encoded, logits, self.rows, self.spec)[self.head.metric])
         return score, logits, None if reference is None else quantization.output_divergence(reference, logits)
 
     def latencies(self, runners: dict) -> dict[str, list[float]]:
@@ -106,43 +107,51 @@ def sensitive_nodes(name: str, graph: Path, params: Params, calibration: list[di
             "ranking": [{"node": node, "divergence_with_it_float": round(d, 6)} for node, d in ranking]}
 
 
-def scored_candidates(name: str, graph: Path, unfused: Path, directory: Path, params: Params, selection: _Selection,
-                      calibration: list[dict]) -> tuple[float, list[dict], dict]:
+def float_graphs(model, directory: Path, params: Params, calibration: list[dict]) -> tuple[Path, Path, float]:
+    """The model exported to ONNX, and the graph the INT8 candidates start from (fused when
+    `quantize.fuse`), each checked against PyTorch's outputs; with the export's largest difference."""
+    cfg = params.quantize
+    exported = quantization.export_onnx(model, directory / "fp32.onnx", cfg.opset)
+    difference = quantization.check_matches(model, exported, calibration[:4], cfg.export_tolerance)
+    if not cfg.fuse:
+        return exported, exported, difference
+    graph = directory / "fp32-fused.onnx"
+    fused = quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
+    log.info("quantize %s: fused operators %s", directory.name, fused or "none")
+    quantization.check_matches(model, graph, calibration[:4], cfg.export_tolerance)
+    return exported, graph, difference
+
+
+def scored_candidates(name: str, graph: Path, unfused: Path, directory: Path, params: Params, selection: Selection,
+                      calibration: list[dict]) -> tuple[float, list[dict], dict, dict]:
     """The float graph's dev metric, every INT8 candidate built in `directory` with its dev metric and
-    divergence from the float graph's outputs, and the sensitivity ranking that chose its float nodes."""
+    divergence from the float graph's outputs, the sensitivity ranking that chose its float nodes, and
+    an open runner per candidate (by name)."""
     reference_score, reference_logits, _ = selection.score(quantization.OnnxRunner(graph, selection.threads))
     sensitivity = sensitive_nodes(name, graph, params, calibration, selection.threads)
-    tried = []
+    tried, runners = [], {}
     for candidate in _candidates(params, graph, unfused, directory, calibration, sensitivity["fp32_nodes"]):
-        score, _, divergence = selection.score(quantization.OnnxRunner(candidate["file"], selection.threads),
-                                               reference_logits)
-        tried.append({"source": name, "name": candidate_name(candidate["method"], candidate["per_channel"],
-                                                             candidate["fp32_nodes"]),
+        named = candidate_name(candidate["method"], candidate["per_channel"], candidate["fp32_nodes"])
+        runners[named] = quantization.OnnxRunner(candidate["file"], selection.threads)
+        score, _, divergence = selection.score(runners[named], reference_logits)
+        tried.append({"source": name, "name": named,
                       "method": candidate["method"], "per_channel": candidate["per_channel"],
                       "fp32_nodes": candidate["fp32_nodes"], "dev_score": round(score, 4),
                       "dev_drop": round(reference_score - score, 4), "dev_divergence": round(divergence, 6),
                       "file": candidate["file"]})
-    return reference_score, tried, sensitivity
+    return reference_score, tried, sensitivity, runners
 
 
-def quantize_source(name: str, model_dir: Path, params: Params, selection: _Selection, calibration: list[dict],
+def quantize_source(name: str, model_dir: Path, params: Params, selection: Selection, calibration: list[dict],
                     staging: Path) -> tuple[list[dict], list[dict], dict]:
     """The variants kept for one source model, every candidate tried and the sensitivity ranking (reports)."""
     cfg = params.quantize
     model, _ = load_model(model_dir)
     directory = staging / name
     directory.mkdir(parents=True)
-    exported = quantization.export_onnx(model, directory / "fp32.onnx", cfg.opset)
-    difference = quantization.check_matches(model, exported, calibration[:4], cfg.export_tolerance)
-    graph = exported
-    if cfg.fuse:
-        graph = directory / "fp32-fused.onnx"
-        fused = quantization.optimize_onnx(exported, graph, *quantization.fusion_geometry(model))
-        log.info("quantize %s: fused operators %s", name, fused or "none")
-        quantization.check_matches(model, graph, calibration[:4], cfg.export_tolerance)
-    reference_score, tried, sensitivity = scored_candidates(name, graph, exported, directory, params, selection,
-                                                            calibration)
-    runners = {t["name"]: quantization.OnnxRunner(t["file"], selection.threads) for t in tried}
+    exported, graph, difference = float_graphs(model, directory, params, calibration)
+    reference_score, tried, sensitivity, runners = scored_candidates(name, graph, exported, directory, params,
+                                                                     selection, calibration)
     runs = selection.latencies(runners)
     for t in tried:
         t["latency_ms_p50"], t["latency_ms_p50_runs"] = round(median(runs[t["name"]]), 4), runs[t["name"]]
@@ -188,7 +197,7 @@ def run_quantize(params: Params) -> dict:
     cfg, paths = params.quantize, params.paths
     threads = modeling.set_threads(params.evaluate.threads)
     tokenizer = modeling.load_tokenizer(paths.model)
-    selection = _Selection(params, tokenizer, threads)
+    selection = Selection(params, tokenizer, threads)
     calibration = calibration_batches(params, tokenizer)
     available = {n: d for n, d in variant_dirs(params.paths).items() if is_model_dir(d)}
     variants, tried, sensitivity = [], [], {}

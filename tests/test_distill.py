@@ -131,3 +131,30 @@ def test_transfer_texts_are_a_seeded_sample_of_sentences_or_lines(tmp_path):
     assert all(s in sentences for s in two) and sentences.index(two[0]) < sentences.index(two[1])  # corpus order
     lines = distill.transfer_texts(str(corpus / "a.txt"), 10, seed=0, as_sentences=False)
     assert lines == ["Alice went to Paris . She liked it there a lot !", "No ."]
+
+
+def test_a_narrower_student_keeps_its_most_important_neurons_and_reloads(tiny_bert, tmp_path):
+    """distill.neurons_fraction / heads_fraction: the student's layers lose their least important FFN
+    neurons and heads (the structured pruning routine), and the saved student reloads at its shapes."""
+    from tinynlp import pruning
+    from tinynlp.model_dir import load_model, save_model
+    from tinynlp.heads import ModelSpec
+
+    teacher = modeling.load_classifier(str(tiny_bert), ["O", "B-x", "I-x"])
+    student = distill.student_from_teacher(teacher, [0])
+    batch = {"input_ids": torch.tensor([[2, 5, 6, 7, 3]]), "attention_mask": torch.ones(1, 5, dtype=torch.long),
+             "labels": torch.tensor([[-100, 1, 2, 0, -100]])}
+    _, neurons = pruning.importance_scores(student, [batch])
+    before = student.base_model.encoder.layer[0].intermediate.dense.weight.detach().clone()
+    width = before.shape[0]
+    shapes = pruning.shrink_least_important(student, [batch], heads_fraction=0.5, neurons_fraction=0.5)
+    layer = student.base_model.encoder.layer[0]
+    assert shapes["layers"][0]["intermediate_size"] == layer.intermediate.dense.out_features == width // 2
+    kept = sorted(torch.topk(neurons[0], width // 2).indices.tolist())  # the highest scores survive, in order
+    assert torch.equal(layer.intermediate.dense.weight, before[kept])
+    spec = ModelSpec(task="ner", labels=["O", "B-x", "I-x"], max_length=16)
+    save_model(tmp_path / "student", student, modeling.load_tokenizer(str(tiny_bert)), spec, str(tiny_bert), shapes)
+    again, _ = load_model(tmp_path / "student")
+    with torch.no_grad():
+        assert torch.allclose(again(**{k: v for k, v in batch.items() if k != "labels"}).logits,
+                              student.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits, atol=1e-5)

@@ -420,8 +420,10 @@ def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path
                                                "Carol flew from Rome to Oslo with Dave .\n", encoding="utf-8")
     set_param(workspace, "paths", "corpus", "data/corpus.txt")
     set_param(workspace, "finetune", "casing", casing)
-    if casing == "shape":  # and some training sentences with their shapes hidden (finetune and prune)
+    if casing == "shape":  # and some training sentences with their shapes hidden (finetune and prune),
         set_param(workspace, "finetune", "shape_dropout", 0.2)
+        for key, value in (("neurons_fraction", 0.5), ("heads_fraction", 0.5)):  # and a narrower student
+            set_param(workspace, "distill", key, value)
     set_param(workspace, "finetune", "context", {"tokens": 8, "fallback": "sentence_order"})
     set_param(workspace, "distill", "transfer", {"augmented_copies": 1, "corpus_texts": 2})
     run(DVC + ["repro"], workspace)
@@ -430,6 +432,12 @@ def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path
     assert finetune["shape_dropout"] == (0.2 if casing == "shape" else 0.0)
     transfer = json.loads((workspace / "reports/distill/metrics.json").read_text())["transfer"]
     assert transfer["augmented"] > 0 and transfer["corpus"] == 2
+    if casing == "shape":  # the narrower student was saved at its shapes, exported and quantized like the rest
+        config = json.loads((workspace / "models/finetune/config.json").read_text())
+        shapes = json.loads((workspace / "models/distill/pipeline.json").read_text())["encoder_shapes"]["layers"]
+        assert {(s["heads"], s["intermediate_size"]) for s in shapes} == {
+            (config["num_attention_heads"] // 2, config["intermediate_size"] // 2)}
+        assert "distill_int8" in evaluate_metrics(workspace)["variants"]
     promoted = workspace / "models/promoted"
     meta = json.loads((promoted / "pipeline.json").read_text())
     assert meta["casing"] == casing and meta["context"] == 8

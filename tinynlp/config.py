@@ -380,6 +380,12 @@ class DistillConfig(_CompressionTraining):
     layer_map: tuple[int, ...] = Field((), description="teacher layers copied into the student; empty: evenly spaced")
     layer_spread: Literal["bottom", "top"] = Field(
         "bottom", description="without a layer_map: bottom keeps 0, 2, 4 of 6 (DistilBERT); top keeps 1, 3, 5")
+    neurons_fraction: float = Field(
+        0.0, ge=0, lt=1, description="share of each student layer's FFN neurons removed before distillation, "
+                                     "least important first (gradient importance): a narrower, faster student")
+    heads_fraction: float = Field(0.0, ge=0, lt=1, description="share of each student layer's attention heads "
+                                                               "removed the same way")
+    importance_samples: int = Field(256, ge=1, description="training examples scored for that importance")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the label loss; 1 - alpha weighs the teacher's")
     temperature: float = Field(2.0, gt=0, description="softmax temperature of teacher and student logits")
     hidden_loss_weight: float = Field(0.0, ge=0, description="> 0: add MSE of mapped hidden states")

@@ -293,6 +293,16 @@ def shrink(model: nn.Module, structure: Structure) -> nn.Module:
     return model
 
 
+def shrink_least_important(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], heads_fraction: float,
+                           neurons_fraction: float, importance: str = "gradient") -> dict:
+    """Score, select and remove in one step (structured pruning, and a narrower distilled student):
+    the given share of each layer's heads and FFN neurons, least important first. Returns the new
+    `structure_shapes`."""
+    heads, neurons = importance_scores(model, batches, importance)
+    shrink(model, select_structure(heads, neurons, heads_fraction, neurons_fraction))
+    return structure_shapes(model)
+
+
 def structure_shapes(model: nn.Module) -> dict:
     """JSON-ready per-layer head count and intermediate size: enough to rebuild the shapes."""
     return {"layers": [{"heads": layer.attention.self.num_attention_heads,

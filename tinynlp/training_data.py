@@ -31,6 +31,11 @@ class TrainingData:
                                  self.spec)
         return {k: v for k, v in scores.items() if isinstance(v, float)}
 
+    def sample_batches(self, samples: int, batch_size: int) -> list[dict]:
+        """The first `samples` training features, collated in batches (importance scoring)."""
+        collate, sample = self.head.collator(self.tokenizer), self.train_features[:samples]
+        return [collate(sample[i:i + batch_size]) for i in range(0, len(sample), batch_size)]
+
 
 def training_data(params: Params, spec: ModelSpec, tokenizer, max_train_samples: int = 0,
                   train_split: dict | None = None) -> TrainingData:
