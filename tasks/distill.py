@@ -37,10 +37,10 @@ def run_distill(params: Params) -> dict:
     if cfg.neurons_fraction or cfg.heads_fraction:  # narrower too: the layers' least important heads and neurons
         shapes = pruning.shrink_least_important(student, data.sample_batches(cfg.importance_samples, cfg.batch_size),
                                                 cfg.heads_fraction, cfg.neurons_fraction)
-    log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters; heads per layer %s, "
-             "FFN neurons per layer %s), teacher logits %s", len(layer_map), layer_map,
-             modeling.parameter_count(student) / 1e6, modeling.parameter_count(teacher) / 1e6,
-             *_widths(student), cfg.teacher_logits)
+    log.info("distill: %d-layer student from teacher layers %s (%.1fM of %.1fM parameters; %s), teacher logits %s",
+             len(layer_map), layer_map, modeling.parameter_count(student) / 1e6,
+             modeling.parameter_count(teacher) / 1e6, pruning.describe_widths(pruning.structure_shapes(student)),
+             cfg.teacher_logits)
     transfer, transfer_counts = _transfer_features(params, data)
     train_features, cache_seconds = data.train_features + transfer, 0.0
     if cfg.teacher_logits == "cached":
@@ -67,11 +67,6 @@ def run_distill(params: Params) -> dict:
     log.info("distill: best dev %s %.4f in %.0fs (+%.0fs caching teacher logits)", data.head.metric,
              result.best_metric, result.seconds, cache_seconds)
     return metrics
-
-
-def _widths(model) -> tuple[list[int], list[int]]:
-    layers = pruning.structure_shapes(model)["layers"]
-    return [l["heads"] for l in layers], [l["intermediate_size"] for l in layers]
 
 
 def _transfer_features(params: Params, data) -> tuple[list[dict], dict[str, int]]:

@@ -57,9 +57,8 @@ def prune_structured(params: Params, data: TrainingData, scratch: Path) -> tuple
     before = modeling.parameter_count(model)
     shapes = pruning.shrink_least_important(model, data.sample_batches(cfg.importance_samples, params.prune.batch_size),
                                             cfg.heads_fraction, cfg.neurons_fraction, cfg.importance)
-    log.info("prune (structured): %d -> %d parameters; heads per layer %s, FFN neurons per layer %s, recovering",
-             before, modeling.parameter_count(model), [l["heads"] for l in shapes["layers"]],
-             [l["intermediate_size"] for l in shapes["layers"]])
+    log.info("prune (structured): %d -> %d parameters; %s, recovering", before, modeling.parameter_count(model),
+             pruning.describe_widths(shapes))
     result = _recover(model, data, params, scratch / "structured")
     return model, {"parameters_before": before, "parameters": modeling.parameter_count(model),
                    f"dev_{data.head.metric}": round(result.best_metric, 5), "shapes": shapes,

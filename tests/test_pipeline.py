@@ -106,8 +106,12 @@ def latest_flow_run() -> tuple[object, dict]:
 
 
 def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    """Both entry points with casing markers on (the option that changes the tokenizer every
+    variant and the served model must carry): the same numbers, one cache."""
     by_dvc = make_workspace(tmp_path / "dvc", tiny_bert)
     by_prefect = make_workspace(tmp_path / "prefect", tiny_bert)
+    for workspace in (by_dvc, by_prefect):
+        set_param(workspace, "finetune", "casing", "markers")
 
     repro = run(DVC + ["repro"], by_dvc)
     assert "Running stage 'finetune'" in repro.stdout
@@ -124,6 +128,11 @@ def test_dvc_and_prefect_agree_and_share_one_cache(tmp_path, tiny_bert, prefect_
     assert metrics["test_entity_f1"] > 0, "the tiny model should learn something"
     finetune = json.loads((by_prefect / "reports/finetune/metrics.json").read_text())
     assert finetune["dev_entity_f1"] == pytest.approx(metrics["dev_entity_f1"], abs=1e-4)
+    assert finetune["casing"] == "markers"
+    for workspace in (by_dvc, by_prefect):  # the markers reach the served model's tokenizer
+        promoted = workspace / "models/promoted"
+        assert json.loads((promoted / "pipeline.json").read_text())["casing"] == "markers"
+        assert "[TITLE]" in (promoted / "tokenizer.json").read_text()
 
     # After a Prefect run DVC is up to date, and dvc repro does no work.
     assert dvc_clean(by_prefect)
@@ -202,14 +211,35 @@ def check_model_deliverables(workspace: Path, task: str) -> None:
     assert {i["name"] for i in lineage["inputs"]} >= {"data/raw/train.conll" if task == "ner" else "data/raw/train.tsv"}
 
 
-def test_dvc_repro_reruns_only_descendants(tmp_path, tiny_bert, prefect_backend, monkeypatch):
-    """dvc repro of the whole DAG; a gate no variant passes re-runs evaluate alone and keeps the last
-    promoted model byte for byte; `tinynlp run --force` then re-runs every stage though DVC is up to date."""
+def test_two_runs_at_once_then_a_gate_that_refuses_and_a_forced_run(tmp_path, tiny_bert, prefect_backend, monkeypatch):
+    """One workspace's life. `dvc repro` and the flow started together, as two users would: whichever
+    takes the workspace first runs; the other waits its turn or is refused with exit 4 and says why,
+    and the DAG ends complete and consistent with dvc.lock whoever won. Then a gate no variant passes
+    re-runs evaluate alone and keeps the last promoted model byte for byte; `tinynlp run --force` then
+    re-runs every stage though DVC is up to date."""
+    import subprocess
+
     from cli.main import main as cli
 
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     quick_params(workspace)  # DAG mechanics, not what the model learns
-    run(DVC + ["repro"], workspace)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_HOME": str(workspace / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)  # the flow's own process: an ephemeral Prefect on its SQLite home
+    commands = {"dvc repro": DVC + ["repro"], "flow": [sys.executable, "-m", "flows.pipeline"]}
+    runs = {name: subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True) for name, cmd in commands.items()}
+    outcome = {name: (run_.wait(timeout=540), run_.stdout.read()) for name, run_ in runs.items()}
+    winners = [name for name, (code, _) in outcome.items() if code == 0]
+    assert winners, f"neither run finished:\n{outcome}"
+    for name, (code, output) in outcome.items():
+        if code != 0:
+            assert "another pipeline run is in progress" in output or "DVC is busy" in output, (name, output)
+            if name == "flow":
+                assert code == 4, output
+    assert dvc_clean(workspace), "outputs and dvc.lock disagree"
+    assert "Data and pipelines are up to date" in run(DVC + ["repro"], workspace).stdout
+    assert not list(workspace.glob("models/**/*.tmp*")) and not list(workspace.glob("data/**/*.tmp*"))
     check_compression_outputs(workspace)
     check_model_deliverables(workspace, "ner")
     first = evaluate_metrics(workspace)
@@ -349,34 +379,6 @@ def test_a_second_run_in_the_same_workspace_fails_fast(tmp_path, tiny_bert, pref
 
 
 
-def test_dvc_repro_and_the_flow_started_at_once(tmp_path, tiny_bert):
-    """Two runs started together in one workspace, as two users would: whichever takes the
-    workspace first runs; the other waits its turn or is refused with exit 4 and says why. The
-    DAG ends complete and consistent with dvc.lock whoever won."""
-    import subprocess
-
-    workspace = make_workspace(tmp_path / "ws", tiny_bert)
-    quick_params(workspace)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PREFECT_HOME": str(workspace / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
-    env.pop("PREFECT_API_URL", None)  # the flow's own process: an ephemeral Prefect on its SQLite home
-    commands = {"dvc repro": DVC + ["repro"], "flow": [sys.executable, "-m", "flows.pipeline"]}
-    runs = {name: subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True) for name, cmd in commands.items()}
-    outcome = {name: (run_.wait(timeout=540), run_.stdout.read()) for name, run_ in runs.items()}
-    winners = [name for name, (code, _) in outcome.items() if code == 0]
-    assert winners, f"neither run finished:\n{outcome}"
-    for name, (code, output) in outcome.items():
-        if code != 0:
-            assert "another pipeline run is in progress" in output or "DVC is busy" in output, (name, output)
-            if name == "flow":
-                assert code == 4, output
-    assert dvc_clean(workspace), "outputs and dvc.lock disagree"
-    assert "Data and pipelines are up to date" in run(DVC + ["repro"], workspace).stdout
-    assert evaluate_metrics(workspace)["test_entity_f1"] >= 0.6  # 0.8 measured (quick params), as in the test above
-    assert not list(workspace.glob("models/**/*.tmp*")) and not list(workspace.glob("data/**/*.tmp*"))
-
-
 def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, prefect_backend, monkeypatch):
     """prune and distill on two Dask worker processes at the same time; their DVC commits are
     serialised, so dvc.lock ends consistent and `dvc repro` has nothing to do."""
@@ -407,50 +409,44 @@ def test_dask_task_runner_runs_independent_stages_at_once(tmp_path, tiny_bert, p
     assert states == states_of("all")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("casing", ["markers", "shape"])
-def test_casing_document_context_and_a_transfer_set_reach_every_variant(tmp_path, tiny_bert, casing):
-    """The NER quality options through `dvc repro`: casing (markers or word shapes) and document
-    context saved with the model down to the served one (markers in its tokenizer, shapes as the
-    ONNX graph's token_type_ids, context in pipeline.json), the fallback said in the metrics, the
-    student trained on a transfer set, and predict and explain on the promoted model."""
+def test_word_shapes_document_context_and_a_narrow_student_on_a_transfer_set_reach_every_variant(tmp_path, tiny_bert):
+    """The NER quality options through `dvc repro`: word shapes and document context saved with the
+    model down to the served one (shapes as the ONNX graph's token_type_ids, context in
+    pipeline.json), the fallback said in the metrics, a narrower student trained on a transfer set,
+    and predict and explain on the promoted model. (Casing markers: the DVC/Prefect parity test.)"""
     workspace = make_workspace(tmp_path / "ws", tiny_bert)
     quick_params(workspace)
     (workspace / "data/corpus.txt").write_text("Alice visited Berlin in May . Bob stayed home .\n"
                                                "Carol flew from Rome to Oslo with Dave .\n", encoding="utf-8")
     set_param(workspace, "paths", "corpus", "data/corpus.txt")
-    set_param(workspace, "finetune", "casing", casing)
-    if casing == "shape":  # and some training sentences with their shapes hidden (finetune and prune),
-        set_param(workspace, "finetune", "shape_dropout", 0.2)
-        for key, value in (("neurons_fraction", 0.5), ("heads_fraction", 0.5)):  # and a narrower student
-            set_param(workspace, "distill", key, value)
+    set_param(workspace, "finetune", "casing", "shape")
+    set_param(workspace, "finetune", "shape_dropout", 0.2)  # some training sentences with their shapes hidden
     set_param(workspace, "finetune", "context", {"tokens": 8, "fallback": "sentence_order"})
+    for key, value in (("neurons_fraction", 0.5), ("heads_fraction", 0.5)):  # a narrower student
+        set_param(workspace, "distill", key, value)
     set_param(workspace, "distill", "transfer", {"augmented_copies": 1, "corpus_texts": 2})
     run(DVC + ["repro"], workspace)
     finetune = json.loads((workspace / "reports/finetune/metrics.json").read_text())
-    assert finetune["casing"] == casing and finetune["context"] == "sentence order"  # no -DOCSTART- lines
-    assert finetune["shape_dropout"] == (0.2 if casing == "shape" else 0.0)
+    assert finetune["casing"] == "shape" and finetune["context"] == "sentence order"  # no -DOCSTART- lines
+    assert finetune["shape_dropout"] == 0.2
     transfer = json.loads((workspace / "reports/distill/metrics.json").read_text())["transfer"]
     assert transfer["augmented"] > 0 and transfer["corpus"] == 2
-    if casing == "shape":  # the narrower student was saved at its shapes, exported and quantized like the rest
-        config = json.loads((workspace / "models/finetune/config.json").read_text())
-        shapes = json.loads((workspace / "models/distill/pipeline.json").read_text())["encoder_shapes"]["layers"]
-        assert {(s["heads"], s["intermediate_size"]) for s in shapes} == {
-            (config["num_attention_heads"] // 2, config["intermediate_size"] // 2)}
-        assert "distill_int8" in evaluate_metrics(workspace)["variants"]
+    # the narrower student was saved at its shapes, exported and quantized like the rest
+    config = json.loads((workspace / "models/finetune/config.json").read_text())
+    shapes = json.loads((workspace / "models/distill/pipeline.json").read_text())["encoder_shapes"]["layers"]
+    assert {(s["heads"], s["intermediate_size"]) for s in shapes} == {
+        (config["num_attention_heads"] // 2, config["intermediate_size"] // 2)}
+    assert "distill_int8" in evaluate_metrics(workspace)["variants"]
     promoted = workspace / "models/promoted"
     meta = json.loads((promoted / "pipeline.json").read_text())
-    assert meta["casing"] == casing and meta["context"] == 8
-    if casing == "markers":
-        assert "[TITLE]" in (promoted / "tokenizer.json").read_text()
-    else:
-        import onnx
+    assert meta["casing"] == "shape" and meta["context"] == 8
+    import onnx
 
-        graph = onnx.load(str(promoted / "model.onnx"), load_external_data=False).graph
-        assert "token_type_ids" in [i.name for i in graph.input]
-        plain = evaluate_metrics(workspace)["promoted_test_score_types_0"]  # what a plain pipeline would get
-        assert f"Fed token types 0, this model scores test entity F1 {plain:.4f}" in (promoted / "README.md").read_text()
-        assert "20% of its training sentences' shapes hidden" in (promoted / "README.md").read_text()
+    graph = onnx.load(str(promoted / "model.onnx"), load_external_data=False).graph
+    assert "token_type_ids" in [i.name for i in graph.input]
+    plain = evaluate_metrics(workspace)["promoted_test_score_types_0"]  # what a plain pipeline would get
+    assert f"Fed token types 0, this model scores test entity F1 {plain:.4f}" in (promoted / "README.md").read_text()
+    assert "20% of its training sentences' shapes hidden" in (promoted / "README.md").read_text()
     (workspace / "doc.txt").write_text("Alice lives in Paris .\nShe met Bob there .\n", encoding="utf-8")
     out = run([sys.executable, "-m", "cli.main", "predict", "--model", "models/promoted", "--json", "--document",
                "--file", "doc.txt"], workspace)

@@ -167,6 +167,7 @@ def test_shapes_round_trip_through_a_fresh_model(tiny_bert, tmp_path, model_clas
     model.save_pretrained(tmp_path)
     shapes = json.loads(json.dumps(pruning.structure_shapes(model)))
     assert shapes == {"layers": [{"heads": 1, "intermediate_size": 16}] * 2}
+    assert pruning.describe_widths(shapes) == "heads per layer [1, 1], FFN neurons per layer [16, 16]"
 
     fresh = getattr(transformers, model_class).from_config(model.config)
     pruning.shrink_to_shapes(fresh, shapes)

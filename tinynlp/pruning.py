@@ -310,6 +310,13 @@ def structure_shapes(model: nn.Module) -> dict:
                        for layer in _layers(model)]}
 
 
+def describe_widths(shapes: Mapping) -> str:
+    """`structure_shapes` for a log line: "heads per layer [..], FFN neurons per layer [..]"."""
+    layers = shapes["layers"]
+    return (f"heads per layer {[int(s['heads']) for s in layers]}, "
+            f"FFN neurons per layer {[int(s['intermediate_size']) for s in layers]}")
+
+
 def shrink_to_shapes(model: nn.Module, shapes: Mapping) -> nn.Module:
     """Give a freshly built model (same config) the shapes in `shapes`, so a shrunk state dict
     loads with `load_state_dict(strict=True)`; which rows are kept does not matter, they are overwritten."""
