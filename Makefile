@@ -30,10 +30,10 @@ deploy: setup         ## serve the retraining flow on the cron in params.yaml
 	python -m flows.deploy
 
 test: setup           ## the whole suite, every tier (what CI runs): unit, whole-DAG on a tiny BERT, browser
-	python -m pytest -n auto --dist loadgroup
+	python -m pytest -n auto --dist loadscope
 
 test-fast: setup      ## the unit tier only (no whole-DAG, no browser): feedback in under 3 minutes
-	python -m pytest -m unit -n auto --dist loadgroup
+	python -m pytest -m unit -n auto --dist loadscope
 
 docs: setup           ## the documentation site in site/ (strict: a broken link or page fails)
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict

@@ -45,21 +45,43 @@ TIERS = ("slow", "browser")
 
 
 # Modules whose tests share nothing costly (each whole-DAG test builds its own workspace): under
-# pytest-xdist their tests spread over the workers; every other module's tests stay on one worker,
-# so its module-scoped fixtures (a trained champion, a Prefect server) are built once.
+# pytest-xdist their tests spread over the workers, first, as the longest units of work; every
+# other module's tests stay together on one worker, so its session fixtures (a trained champion,
+# a Prefect server) are built once, and modules with slow or browser tests go before unit-only ones.
 SPREAD_MODULES = {"test_pipeline"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    heavy = set()
     for item in items:
         tiers = [name for name in TIERS if item.get_closest_marker(name)]
         if len(tiers) > 1:
             raise pytest.UsageError(f"{item.nodeid}: in more than one tier ({', '.join(tiers)}); mark it with one")
         if not tiers:
             item.add_marker(pytest.mark.unit)
-        if item.module.__name__ not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        else:
+            heavy.add(item.module.__name__)
+    # a stable sort: each module's tests stay together and in their order
+    items.sort(key=lambda item: (item.module.__name__ not in SPREAD_MODULES, item.module.__name__ not in heavy))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; optional: xdist may be absent
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with our scopes: a module, or a single test of SPREAD_MODULES, in the
+    order collected. (Not `--dist loadgroup`: on pytest 9.2 its groups are silently ignored,
+    pytest-dev/pytest-xdist#1386, and each worker rebuilt the session fixtures.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if Path(module).stem in SPREAD_MODULES else module
+
+    config.option.loadscopereorder = False  # keep the collection's order (the sort above), not test counts
+    return ByModule(config, log)
 
 
 def pytest_configure(config):
