@@ -47,13 +47,14 @@ TIERS = ("slow", "browser")
 # Modules whose tests share nothing costly (each whole-DAG test builds its own workspace): under
 # pytest-xdist their tests spread over the workers, first, as the longest units of work; every
 # other module's tests stay together on one worker, so its session fixtures (a trained champion,
-# a Prefect server) are built once, and modules with slow or browser tests go before unit-only ones.
+# a Prefect server) are built once, and modules go in the order of how many slow or browser tests
+# they hold (the longest work first, so the quick unit-only modules fill the end evenly).
 SPREAD_MODULES = {"test_pipeline"}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    heavy = set()
+    heavy: dict[str, int] = {}  # module: its slow and browser tests
     for item in items:
         tiers = [name for name in TIERS if item.get_closest_marker(name)]
         if len(tiers) > 1:
@@ -61,9 +62,9 @@ def pytest_collection_modifyitems(config, items):
         if not tiers:
             item.add_marker(pytest.mark.unit)
         else:
-            heavy.add(item.module.__name__)
+            heavy[item.module.__name__] = heavy.get(item.module.__name__, 0) + 1
     # a stable sort: each module's tests stay together and in their order
-    items.sort(key=lambda item: (item.module.__name__ not in SPREAD_MODULES, item.module.__name__ not in heavy))
+    items.sort(key=lambda item: (item.module.__name__ not in SPREAD_MODULES, -heavy.get(item.module.__name__, 0)))
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; optional: xdist may be absent

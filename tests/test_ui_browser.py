@@ -251,14 +251,22 @@ def console_errors(driver) -> str:
     return ""
 
 
-def wait_until(driver, condition, what: str):
+def wait_until(driver, condition, what: str, reload: bool = False):
+    """Wait for `condition`; with `reload`, reload the page once half way, as a user would when a
+    list stays empty (a tab's API call that the page made while the machine was loaded)."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    if reload:
+        try:
+            return WebDriverWait(driver, WAIT / 2, poll_frequency=0.25).until(condition)
+        except TimeoutException:
+            driver.refresh()
     try:
         return WebDriverWait(driver, WAIT, poll_frequency=0.25).until(condition)
     except TimeoutException:
-        pytest.fail(f"the browser did not show {what} within {WAIT}s at {driver.current_url}\n"
+        pytest.fail(f"the browser did not show {what} within {WAIT}s at {driver.current_url}"
+                    f"{' (reloaded once)' if reload else ''}\n"
                     f"console errors:\n{console_errors(driver)}\npage text:\n{text_of(driver)[:2000]}")
 
 
@@ -405,7 +413,7 @@ def test_flow_run_page_shows_the_tasks_and_artifacts(ui_run, browser):
 
     browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "artifacts"))
     wait_until(browser, lambda d: all(key in text_of(d, ".p-tabs__content") for key in ARTIFACTS),
-               f"the artifacts {ARTIFACTS} on the Artifacts tab")
+               f"the artifacts {ARTIFACTS} on the Artifacts tab", reload=True)
     screenshot(browser, "flow-run-artifacts.png")
 
 
