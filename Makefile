@@ -33,7 +33,7 @@ test: setup           ## the whole suite, every tier (what CI runs): unit, whole
 	python -m pytest -n auto --dist loadscope
 
 test-fast: setup      ## the unit tier only (no whole-DAG, no browser): feedback in under 3 minutes
-	python -m pytest -m unit -n auto --dist loadscope
+	python -m pytest -m unit -n auto --dist load
 
 docs: setup           ## the documentation site in site/ (strict: a broken link or page fails)
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
