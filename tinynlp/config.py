@@ -567,10 +567,10 @@ class ServeConfig(_Section):
     max_in_flight: int = Field(64, gt=0, description="requests being answered at once; more: 503 with Retry-After")
     batch_window_ms: float = Field(
         5.0, ge=0, description="texts of requests arriving within this window run as one ONNX batch; 0: no batching")
-    max_batch: int = Field(64, gt=0, description="most texts per micro-batch (the texts of concurrent requests)")
-    model_batch: int = Field(8, gt=0, description="texts per ONNX call inside a micro-batch, sorted by length: "
-                             "calls of 8 pad less than one of 32 (0.57 against 0.36 of the offline texts/s, measured)")
-    workers: int = Field(1, gt=0, description="micro-batches computed at once, each on a share of the intra-op "
+    max_batch: int = Field(32, gt=0, description="most texts per micro-batch (the texts of concurrent requests)")
+    model_batch: int = Field(2, gt=0, description="texts per ONNX call inside a micro-batch, sorted by length: "
+                             "small calls pad little (see docs/serving.md for the measured choice)")
+    workers: int = Field(2, gt=0, description="micro-batches computed at once, each on a share of the intra-op "
                          "threads (serve --threads, or all cores): 2 on 2 cores runs two 1-thread batches side by side")
     redact_pii: bool = Field(False, description="mask personal data (e-mail, phone, card numbers...) in responses")
     capture: CaptureConfig = Field(CaptureConfig(), description="opt-in capture of served traffic")
