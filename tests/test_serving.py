@@ -109,9 +109,10 @@ def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(model
     assert 'tinynlp_model_info{task="ner",variant="test",version="unversioned"} 1.0' in exposition
 
 
-def test_requests_queued_behind_a_running_batch_start_the_next_one_without_the_window():
-    """A lone request waits the window for company; requests that queued while a batch ran have
-    waited already, so the next batch starts as soon as the model is free."""
+def test_an_idle_model_takes_a_request_at_once_and_a_backlog_starts_without_the_window():
+    """An idle model has no load to gather: a lone request runs without waiting the window.
+    Requests that queued while a batch ran have waited already, so the next batch starts as soon
+    as the model is free."""
     from tinynlp.serving import MicroBatcher
 
     starts: list[tuple[float, list[str]]] = []
@@ -124,15 +125,44 @@ def test_requests_queued_behind_a_running_batch_start_the_next_one_without_the_w
     async def scenario():
         batcher = MicroBatcher(run, window_s=0.5, max_batch=32)
         first = asyncio.create_task(batcher.submit(["a"]))
-        await asyncio.sleep(0.55)  # the lone request's window is over and its batch runs
+        await asyncio.sleep(0.05)  # "a" runs; the others queue behind it
         rest = [asyncio.create_task(batcher.submit([t])) for t in "bcd"]
         answers = await asyncio.gather(first, *rest)
         await batcher.close()
         return answers
 
+    submitted = time.perf_counter()
     assert asyncio.run(scenario()) == [["a"], ["b"], ["c"], ["d"]]
     assert [texts for _, texts in starts] == [["a"], ["b", "c", "d"]]
-    assert starts[1][0] - starts[0][0] < 0.45  # 0.2 s of the first batch, not 0.2 + the 0.5 s window
+    assert starts[0][0] - submitted < 0.15  # not the 0.5 s window
+    assert starts[1][0] - starts[0][0] < 0.45  # 0.2 s of the first batch, not 0.2 + the window
+
+
+def test_while_another_batch_runs_a_free_worker_waits_the_window_for_company():
+    """With a batch running, a request arriving at a free worker waits the window, and requests
+    arriving within it join its batch."""
+    from tinynlp.serving import MicroBatcher
+
+    batches: list[list[str]] = []
+
+    def run(texts, documents):
+        batches.append(list(texts))
+        time.sleep(0.6)
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(run, window_s=0.3, max_batch=32, workers=2)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)  # "a" runs on one worker
+        second = asyncio.create_task(batcher.submit(["b"]))
+        await asyncio.sleep(0.1)  # within b's window
+        third = asyncio.create_task(batcher.submit(["c"]))
+        answers = await asyncio.gather(first, second, third)
+        await batcher.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [["a"], ["b"], ["c"]]
+    assert batches == [["a"], ["b", "c"]]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

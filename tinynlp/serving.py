@@ -120,8 +120,9 @@ class MicroBatcher:
     `max_batch` texts (a bigger request runs alone), on worker threads, at most `workers` batches
     at a time: the model is called once for many small requests instead of once each. A batch is
     formed when a worker is free, so requests that queued while all were busy start the next one at
-    once, without the window. `run` gets the texts and, per text, its request's index where that
-    request's texts form one document (else None)."""
+    once, without the window. The window is waited only while another batch runs: an idle model
+    takes a lone request at once, as there is no load to gather. `run` gets the texts and, per
+    text, its request's index where that request's texts form one document (else None)."""
 
     run: Callable[[list[str], list[int | None]], list]
     window_s: float
@@ -155,8 +156,8 @@ class MicroBatcher:
             backlog = carry is not None or not self._queue.empty()
             carry, batch, size = None, [first], len(first.texts)
             if self.window_s > 0:
-                if not backlog:  # idle: wait the window for others; a backlog has waited a batch already
-                    await asyncio.sleep(self.window_s)
+                if not backlog and self._running:  # busy elsewhere: wait the window for others; a
+                    await asyncio.sleep(self.window_s)  # backlog has waited a batch already, an idle model need not
                 while size < self.max_batch and not self._queue.empty():
                     pending = self._queue.get_nowait()
                     if size + len(pending.texts) > self.max_batch:
