@@ -265,7 +265,8 @@ def wait_until(driver, condition, what: str, reload: bool = False):
     try:
         return WebDriverWait(driver, WAIT, poll_frequency=0.25).until(condition)
     except TimeoutException:
-        pytest.fail(f"the browser did not show {what} within {WAIT}s at {driver.current_url}"
+        waited = WAIT * 1.5 if reload else WAIT
+        pytest.fail(f"the browser did not show {what} within {waited:g}s at {driver.current_url}"
                     f"{' (reloaded once)' if reload else ''}\n"
                     f"console errors:\n{console_errors(driver)}\npage text:\n{text_of(driver)[:2000]}")
 
@@ -402,7 +403,7 @@ def test_flow_run_page_shows_the_tasks_and_artifacts(ui_run, browser):
                 badge ? badge.textContent.trim() : ''];
     });"""
     listed = wait_until(browser, lambda d: (rows := d.execute_script(listed_js)) and len(rows) >= len(STAGE_ORDER)
-                        and all(all(row) for row in rows) and rows, "a row for every task run")
+                        and all(all(row) for row in rows) and rows, "a row for every task run", reload=True)
     expected = {run["name"]: (run["id"], run["state_name"]) for run in ui_run.task_runs}
     assert {name: (run_id, state) for name, run_id, state in listed} == expected, listed
     # the flow run graph is drawn (a WebGL canvas; software rendering with --disable-gpu)
