@@ -151,7 +151,7 @@ def test_while_another_batch_runs_a_free_worker_waits_the_window_for_company():
         return texts
 
     async def scenario():
-        batcher = MicroBatcher(run, window_s=0.3, max_batch=32, workers=2)
+        batcher = MicroBatcher(run, window_s=0.5, max_batch=32, workers=2)
         first = asyncio.create_task(batcher.submit(["a"]))
         await asyncio.sleep(0.05)  # "a" runs on one worker
         second = asyncio.create_task(batcher.submit(["b"]))
