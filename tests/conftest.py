@@ -2,10 +2,12 @@
 (git + DVC repo with the project's dvc.yaml and code) in a temporary directory."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -195,8 +197,22 @@ def use_classification(workspace: Path) -> None:
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+_WORKSPACE_TEMPLATES: dict[Path, Path] = {}  # model dir -> a finished workspace, copied for each test
+
+
 def make_workspace(path: Path, model_dir: Path) -> Path:
-    """A git + DVC repo holding this project's DAG, code and tiny data: what a user's clone is."""
+    """A git + DVC repo holding this project's DAG, code and tiny data: what a user's clone is.
+    Built once per model dir and copied after (`git init` and `dvc init` took over a second a test)."""
+    template = _WORKSPACE_TEMPLATES.get(model_dir)
+    if template is None:
+        template = _build_workspace(Path(tempfile.mkdtemp(prefix="workspace-template-")) / "ws", model_dir)
+        atexit.register(shutil.rmtree, template.parent, True)
+        _WORKSPACE_TEMPLATES[model_dir] = template
+    shutil.copytree(template, path, symlinks=True, dirs_exist_ok=True)
+    return path
+
+
+def _build_workspace(path: Path, model_dir: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for item in ("dvc.yaml", "tasks", "tinynlp", "flows", "cli"):
         source = ROOT / item
