@@ -36,6 +36,12 @@ RECIPES = {
     "casing_context": {"finetune": {"casing": "markers", "context": {"tokens": 64}}},
     "no_casing": {"finetune": {"casing": "none"}},
     "argmax": {"finetune": {"decoding": "argmax"}},
+    "llrd": {"finetune": {"layer_lr_decay": 0.8}},
+    "llrd_lr2e4": {"finetune": {"layer_lr_decay": 0.8, "learning_rate": 2.0e-4}},
+    "head_lr5": {"finetune": {"head_lr_scale": 5.0}},
+    "llrd_head5": {"finetune": {"layer_lr_decay": 0.8, "head_lr_scale": 5.0}},
+    "augment": {"augment": {"enabled": True}},                      # one copy per train row (Dai & Adel)
+    "augment_2ep": {"augment": {"enabled": True}, "finetune": {"epochs": 2}},   # about the default's steps
 }
 
 

@@ -60,6 +60,23 @@ def test_entity_scores_micro_macro_and_types():
     assert scores["macro"]["f1"] == pytest.approx(0.5)
 
 
+def test_decoding_many_sentences_together_equals_one_at_a_time(monkeypatch):
+    from tinynlp.tagging import bio_labels
+
+    monkeypatch.setattr(ner, "_VITERBI_CHUNK", 3)  # several chunks, of mixed lengths
+    labels = bio_labels(["loc", "org", "per"])
+    rng = np.random.default_rng(3)
+    sentences = [(rng.normal(size=(n, len(labels))) * 3, rng.random(n) > 0.1) for n in [0, 5, 1, 17, 0, 2, 9, 9, 40, 3]]
+    for decoding in ("argmax", "viterbi"):
+        one_by_one = [ner.word_tag_ids(t, s, labels, decoding) for t, s in sentences]
+        assert ner.tag_ids(sentences, labels, decoding) == one_by_one
+        assert [len(ids) for ids in one_by_one] == [len(t) for t, _ in sentences]
+    allowed, start = ner.bio_constraints(labels)
+    scores = [np.log(rng.dirichlet(np.ones(len(labels)), size=n)) for n in (4, 1, 7)]
+    assert ner.viterbi_many(scores, allowed, start) == [ner.viterbi(s, allowed, start) for s in scores]
+    assert ner.tag_ids([], labels, "viterbi") == []
+
+
 def test_viterbi_finds_the_best_sequence_that_obeys_bio():
     import itertools
 

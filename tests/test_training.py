@@ -27,7 +27,7 @@ def stop_after_first_checkpoint():
     return Stop()
 
 
-def run_training(tiny_bert, output_dir, callbacks=(), dp=None, batch_size=4, freeze_top_layers=0):
+def run_training(tiny_bert, output_dir, callbacks=(), dp=None, batch_size=4, freeze_top_layers=0, epochs=4, **rates):
     from transformers import DataCollatorForTokenClassification
 
     tokenizer = modeling.load_tokenizer(str(tiny_bert))
@@ -41,9 +41,9 @@ def run_training(tiny_bert, output_dir, callbacks=(), dp=None, batch_size=4, fre
         predicted = ner.decode(dev_encoded, [np.asarray(l) for l in prediction.predictions], dict(enumerate(LABELS)))
         return {"entity_f1": ner.entity_scores(gold, predicted)["entity_f1"]}
 
-    settings = TrainSettings(output_dir=str(output_dir), epochs=4, batch_size=batch_size, eval_batch_size=4,
+    settings = TrainSettings(output_dir=str(output_dir), epochs=epochs, batch_size=batch_size, eval_batch_size=4,
                              learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, lr_scheduler="linear",
-                             gradient_accumulation=1, patience=4, seed=7, metric="entity_f1", dp=dp)
+                             gradient_accumulation=1, patience=4, seed=7, metric="entity_f1", dp=dp, **rates)
     model = modeling.load_classifier(str(tiny_bert), LABELS, seed=settings.seed)
     if dp is not None:
         from tinynlp.privacy import freeze_for_private_training
@@ -101,3 +101,41 @@ def test_epoch_order_is_seeded_and_either_length_grouped_or_shuffled():
         return np.mean([max(lengths[j] for j in b) - min(lengths[j] for j in b) for b in batches])
 
     assert spread(list(grouped)) < 0.25 * spread(list(shuffled))
+
+
+def test_layer_wise_rates_decay_down_the_stack_and_the_head_gets_its_own(tmp_path, tiny_bert):
+    from transformers import TrainerCallback
+
+    from tinynlp.training import layer_depth
+
+    seen = {}
+
+    class Rates(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            layers = model.config.num_hidden_layers
+            seen["layers"] = layers
+            seen["rate"] = {name: group["initial_lr"] for group in optimizer.param_groups for name, p in
+                            model.named_parameters() if any(p is q for q in group["params"])}
+            seen["depth"] = {name: layer_depth(name, layers) for name, _ in model.named_parameters()}
+
+    result = run_training(tiny_bert, tmp_path, callbacks=[Rates()], epochs=1, layer_lr_decay=0.5, head_lr_scale=10.0)
+    layers, rate, depth = seen["layers"], seen["rate"], seen["depth"]
+    assert rate["classifier.weight"] == pytest.approx(0.1)                      # the head: 10x the peak
+    assert rate["bert.embeddings.word_embeddings.weight"] == pytest.approx(1e-2 * 0.5 ** layers)
+    top = next(name for name in rate if depth[name] == layers)
+    assert rate[top] == pytest.approx(1e-2)                                     # the top layer: the peak itself
+    assert sorted({depth[n] for n in rate}) == list(range(layers + 2))         # every parameter placed
+    assert result.history  # it trained
+
+
+def test_one_rate_for_all_is_the_trainers_own_optimiser(tmp_path, tiny_bert):
+    from transformers import TrainerCallback
+
+    groups = []
+
+    class Groups(TrainerCallback):
+        def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+            groups.extend(group["initial_lr"] for group in optimizer.param_groups)
+
+    run_training(tiny_bert, tmp_path, callbacks=[Groups()], epochs=1)
+    assert groups == [1e-2, 1e-2]  # decayed and not decayed: the Trainer's two groups

@@ -281,6 +281,12 @@ class _TrainingSection(_Section):
     patience: int = Field(2, ge=1, description="epochs without dev gain before stopping")
     batch_order: Literal["length_grouped", "random"] = Field(
         "length_grouped", description="length_grouped: batches of similar length, least padding; random: plain shuffle")
+    layer_lr_decay: float = Field(
+        1.0, gt=0, le=1, description="layer-wise learning-rate decay: the top encoder layer learns at learning_rate, "
+        "each layer below at this times the one above, the embeddings one step lower; 1: one rate for all")
+    head_lr_scale: float = Field(
+        1.0, gt=0, le=100, description="the task head's learning rate as a multiple of learning_rate (it starts "
+        "from random weights, the encoder from the checkpoint)")
 
 
 class FinetuneConfig(_TrainingSection):
@@ -566,7 +572,8 @@ class ServeConfig(_Section):
                                                      "over it: 503")
     max_in_flight: int = Field(64, gt=0, description="requests being answered at once; more: 503 with Retry-After")
     batch_window_ms: float = Field(
-        5.0, ge=0, description="texts of requests arriving within this window run as one ONNX batch; 0: no batching")
+        5.0, ge=0, description="while another batch runs, a free worker waits this long for more requests to join "
+        "its batch (an idle model takes a lone request at once; queued requests never wait); 0: each request alone")
     max_batch: int = Field(32, gt=0, description="most texts per micro-batch (the texts of concurrent requests)")
     model_batch: int = Field(2, gt=0, description="texts per ONNX call inside a micro-batch, sorted by length: "
                              "small calls pad little (see docs/serving.md for the measured choice)")

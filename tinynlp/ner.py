@@ -2,6 +2,7 @@
 (long sentences are split, never truncated), word-level decoding and seqeval entity scores."""
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -40,6 +41,7 @@ def word_case(word: str) -> str | None:
     return "upper" if all(c.isupper() for c in letters) else "mixed"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # served traffic repeats its words; bounded memory
 def word_shape(word: str) -> str:
     """One of WORD_SHAPES: the case of a word with letters, else digits or other (punctuation, symbols)."""
     case = word_case(word)
@@ -270,15 +272,15 @@ def word_logits(encoded: Encoded, logits: Sequence[np.ndarray], n_labels: int) -
     totals = [np.zeros((n, n_labels), dtype=np.float64) for n in encoded.words_per_sentence]
     seen = [np.zeros(n, dtype=bool) for n in encoded.words_per_sentence]
     for window, sentence in enumerate(encoded.window_sentence):
-        window_logits = logits[window]
-        for position, word in enumerate(encoded.window_words[window]):
-            if word >= 0:
-                totals[sentence][word] += window_logits[position]
-                seen[sentence][word] = True
+        words = np.asarray(encoded.window_words[window], dtype=np.int64)
+        first = words >= 0
+        np.add.at(totals[sentence], words[first], np.asarray(logits[window])[:len(words)][first])
+        seen[sentence][words[first]] = True
     return list(zip(totals, seen))
 
 
 DECODINGS = ("argmax", "viterbi")
+_VITERBI_CHUNK = 256  # sentences decoded together, sorted by length: one long one never pads thousands
 
 
 def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, str],
@@ -286,36 +288,70 @@ def decode(encoded: Encoded, logits: Sequence[np.ndarray], id2label: dict[int, s
     """Word tags from window logits; a word the tokenizer dropped (no subtokens) is tagged O.
     `viterbi`: the most probable tag sequence in which no I-X follows anything but B-X or I-X."""
     labels = [id2label[i] for i in range(len(id2label))]
-    return [[labels[i] for i in word_tag_ids(total, seen, labels, decoding)]
-            for total, seen in word_logits(encoded, logits, len(labels))]
+    return [[labels[i] for i in ids] for ids in tag_ids(word_logits(encoded, logits, len(labels)), labels, decoding)]
 
 
 def word_tag_ids(totals: np.ndarray, seen: np.ndarray, labels: Sequence[str], decoding: str = "argmax") -> list[int]:
     """One sentence's tag ids from its word logits (see word_logits)."""
+    return tag_ids([(totals, seen)], labels, decoding)[0]
+
+
+def tag_ids(sentences: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[str],
+            decoding: str = "argmax") -> list[list[int]]:
+    """Tag ids of many sentences from their (word logits, seen) pairs (see word_logits), decoded
+    together: numpy over the whole batch, not a Python loop per sentence and word."""
     outside = labels.index("O")
-    if decoding == "argmax" or len(totals) == 0:
-        return [int(np.argmax(row)) if hit else outside for row, hit in zip(totals, seen)]
+    lengths = [len(totals) for totals, _ in sentences]
+    if not sentences or not sum(lengths):
+        return [[] for _ in sentences]
+    totals = np.concatenate([t for t, _ in sentences])
+    seen = np.concatenate([s for _, s in sentences])
+    if decoding == "argmax":
+        flat = np.where(seen, totals.argmax(axis=-1), outside)
+        return [ids.tolist() for ids in np.split(flat, np.cumsum(lengths)[:-1])]
     shifted = totals - totals.max(axis=-1, keepdims=True)  # log-softmax per word
     scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     scores[~seen] = -np.inf
     scores[~seen, outside] = 0.0  # a dropped word is O, as with argmax
-    return viterbi(scores, *bio_constraints(labels))
+    return viterbi_many(np.split(scores, np.cumsum(lengths)[:-1]), *bio_constraints(labels))
 
 
 def viterbi(scores: np.ndarray, allowed: np.ndarray, start: np.ndarray) -> list[int]:
     """The best path through per-word log-probabilities `scores` (words x tags) using only
     `allowed` transitions (previous x next) and `start` tags at the first word."""
+    return viterbi_many([scores], allowed, start)[0]
+
+
+def viterbi_many(scores: Sequence[np.ndarray], allowed: np.ndarray, start: np.ndarray) -> list[list[int]]:
+    """`viterbi` for many sentences at once: each step advances every sentence that still has a
+    word; a finished one carries its scores forward and its back-pointers point to themselves."""
+    out: list[list[int]] = [[] for _ in scores]
+    order = sorted(range(len(scores)), key=lambda i: len(scores[i]))
     forbidden = np.where(allowed, 0.0, -np.inf)
-    best = np.where(start, scores[0], -np.inf)
-    back = np.zeros(scores.shape, dtype=np.int64)
-    for word in range(1, len(scores)):
-        candidates = best[:, None] + forbidden        # previous x next
-        back[word] = candidates.argmax(axis=0)
-        best = candidates.max(axis=0) + scores[word]
-    path = [int(best.argmax())]
-    for word in range(len(scores) - 1, 0, -1):
-        path.append(int(back[word][path[-1]]))
-    return path[::-1]
+    for begin in range(0, len(order), _VITERBI_CHUNK):
+        chunk = [i for i in order[begin:begin + _VITERBI_CHUNK] if len(scores[i])]
+        if not chunk:
+            continue
+        lengths = np.array([len(scores[i]) for i in chunk])
+        steps, tags = int(lengths.max()), forbidden.shape[0]
+        padded = np.zeros((len(chunk), steps, tags))
+        for row, i in enumerate(chunk):
+            padded[row, :lengths[row]] = scores[i]
+        best = np.where(start, padded[:, 0], -np.inf)                      # sentences x tags
+        back = np.broadcast_to(np.arange(tags), (len(chunk), steps, tags)).copy()
+        for word in range(1, steps):
+            active = lengths > word
+            candidates = best[:, :, None] + forbidden                       # sentences x previous x next
+            back[active, word] = candidates[active].argmax(axis=1)
+            best = np.where(active[:, None], candidates.max(axis=1) + padded[:, word], best)
+        path = np.empty((len(chunk), steps), dtype=np.int64)
+        path[:, -1] = best.argmax(axis=1)
+        rows = np.arange(len(chunk))
+        for word in range(steps - 1, 0, -1):
+            path[:, word - 1] = back[rows, word, path[:, word]]
+        for row, i in enumerate(chunk):
+            out[i] = path[row, :lengths[row]].tolist()
+    return out
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:

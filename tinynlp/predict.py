@@ -201,9 +201,9 @@ class Predictor:
                              self.meta["max_length"], self.meta["stride"], casing=self.meta.get("casing", "none"),
                              context=self.meta.get("context", 0), documents=documents)
         logits = predict_logits(self.runner, encoded.features, self.batch_size, self.tokenizer.pad_token_id)
+        words = ner.word_logits(encoded, logits, len(self.labels))
         results = []
-        for totals, seen in ner.word_logits(encoded, logits, len(self.labels)):
-            ids = ner.word_tag_ids(totals, seen, self.labels, self.meta.get("decoding", "argmax"))
+        for (totals, _), ids in zip(words, ner.tag_ids(words, self.labels, self.meta.get("decoding", "argmax"))):
             probabilities = softmax(totals)  # each word's score: the probability of the tag it got
             results.append(([self.labels[i] for i in ids], probabilities[np.arange(len(ids)), ids]))
         return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import sys
 import time
@@ -42,6 +43,8 @@ class TrainSettings:
     batch_order: str = "length_grouped"  # length_grouped | random
     dp: privacy.DpSettings | None = None  # DP-SGD (Opacus): Poisson batches, clipped and noised gradients
     shape_dropout: float = 0.0       # > 0: share of sentences trained with their word shapes hidden
+    layer_lr_decay: float = 1.0      # < 1: each encoder layer below the top learns at this times the one above
+    head_lr_scale: float = 1.0       # the task head's (and pooler's) learning rate, as a multiple of the top layer's
 
 
 @dataclass
@@ -126,7 +129,8 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
         remove_unused_columns=False,  # the MLM collator needs offsets/special-token masks
         prediction_loss_only=compute_metrics is None)
     trainer = _trainer_class(loss_fn, settings.fgm_epsilon, settings.batch_size,
-                             settings.batch_order == "length_grouped", settings.dp, dp_plan)(model=model, args=args, train_dataset=_with_lengths(train_features),
+                             settings.batch_order == "length_grouped", settings.dp, dp_plan,
+                             (settings.layer_lr_decay, settings.head_lr_scale))(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
                             callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
@@ -241,6 +245,36 @@ class _EpochSampler(torch.utils.data.Sampler):
         return iter(get_length_grouped_indices(self.lengths, self.global_batch, generator=generator))
 
 
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+def layer_depth(name: str, layers: int) -> int:
+    """Where a parameter sits in the stack: 0 for the embeddings, i + 1 for encoder layer i,
+    `layers` + 1 for everything above the encoder (the task head, a pooler)."""
+    found = _LAYER_INDEX.search(name)
+    if found:
+        return min(int(found.group(1)) + 1, layers)
+    return 0 if "embed" in name else layers + 1
+
+
+def layerwise_lr_groups(named_parameters, decay_names: set[str], weight_decay: float, learning_rate: float,
+                        layers: int, layer_decay: float, head_scale: float) -> list[dict]:
+    """Optimiser parameter groups with layer-wise learning-rate decay (ULMFiT's discriminative
+    rates; ELECTRA's and DeBERTa's fine-tuning recipe): the top encoder layer learns at
+    `learning_rate`, each one below at `layer_decay` times the one above (the embeddings one step
+    lower still), and the head at `head_scale` times the top layer's. The schedule scales each
+    group's rate alike."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, parameter in named_parameters:
+        if not parameter.requires_grad:
+            continue
+        depth = layer_depth(name, layers)
+        scale = head_scale if depth > layers else layer_decay ** (layers - depth)
+        decay = weight_decay if name in decay_names else 0.0
+        groups.setdefault((learning_rate * scale, decay), []).append(parameter)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+
+
 def _empty_batch() -> dict:
     """What a Poisson step that drew no example trains on: DP-SGD still adds its noise."""
     return {"input_ids": torch.zeros((0, 1), dtype=torch.long), "attention_mask": torch.zeros((0, 1), dtype=torch.long),
@@ -248,7 +282,8 @@ def _empty_batch() -> dict:
 
 
 def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: int, grouped: bool,
-                   dp: privacy.DpSettings | None = None, dp_plan: privacy.DpPlan | None = None):
+                   dp: privacy.DpSettings | None = None, dp_plan: privacy.DpPlan | None = None,
+                   lr_scales: tuple[float, float] = (1.0, 1.0)):
     from torch.nn import functional as F
     from torch.utils.data import DataLoader, SequentialSampler
     from transformers import Trainer
@@ -279,6 +314,13 @@ def _trainer_class(loss_fn: Callable | None, fgm_epsilon: float, global_batch: i
                               collate_fn=lambda features: collate(features) if features else _empty_batch())
 
         def create_optimizer(self, model=None):
+            if self.optimizer is None and lr_scales != (1.0, 1.0):
+                opt_model = self.model if model is None else model
+                layers = getattr(getattr(opt_model, "config", None), "num_hidden_layers", None) or 1
+                optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+                self.optimizer = optimizer_cls(layerwise_lr_groups(
+                    opt_model.named_parameters(), set(self.get_decay_parameter_names(opt_model)),
+                    self.args.weight_decay, self.args.learning_rate, layers, *lr_scales), **kwargs)
             optimizer = super().create_optimizer(model)
             if dp_plan:
                 from opacus.optimizers import DPOptimizer
