@@ -323,34 +323,32 @@ def viterbi(scores: np.ndarray, allowed: np.ndarray, start: np.ndarray) -> list[
 
 
 def viterbi_many(scores: Sequence[np.ndarray], allowed: np.ndarray, start: np.ndarray) -> list[list[int]]:
-    """`viterbi` for many sentences at once: each step advances every sentence that still has a
-    word; a finished one carries its scores forward and its back-pointers point to themselves."""
+    """`viterbi` for many sentences at once. Sorted by length, the sentences that still have a word
+    at a step are a tail of the batch: each step advances that slice, the others keep their scores."""
     out: list[list[int]] = [[] for _ in scores]
-    order = sorted(range(len(scores)), key=lambda i: len(scores[i]))
+    order = sorted((i for i in range(len(scores)) if len(scores[i])), key=lambda i: len(scores[i]))
     forbidden = np.where(allowed, 0.0, -np.inf)
     for begin in range(0, len(order), _VITERBI_CHUNK):
-        chunk = [i for i in order[begin:begin + _VITERBI_CHUNK] if len(scores[i])]
-        if not chunk:
-            continue
+        chunk = order[begin:begin + _VITERBI_CHUNK]
         lengths = np.array([len(scores[i]) for i in chunk])
-        steps, tags = int(lengths.max()), forbidden.shape[0]
-        padded = np.zeros((len(chunk), steps, tags))
+        rows, steps, tags = len(chunk), int(lengths[-1]), forbidden.shape[0]
+        padded = np.zeros((rows, steps, tags))
         for row, i in enumerate(chunk):
             padded[row, :lengths[row]] = scores[i]
+        first = np.searchsorted(lengths, np.arange(steps), side="right").tolist()  # rows first[w]: have word w
         best = np.where(start, padded[:, 0], -np.inf)                      # sentences x tags
-        back = np.broadcast_to(np.arange(tags), (len(chunk), steps, tags)).copy()
+        back = np.zeros((rows, steps * tags), dtype=np.int64)              # per word, the best previous tag
         for word in range(1, steps):
-            active = lengths > word
-            candidates = best[:, :, None] + forbidden                       # sentences x previous x next
-            back[active, word] = candidates[active].argmax(axis=1)
-            best = np.where(active[:, None], candidates.max(axis=1) + padded[:, word], best)
-        path = np.empty((len(chunk), steps), dtype=np.int64)
-        path[:, -1] = best.argmax(axis=1)
-        rows = np.arange(len(chunk))
-        for word in range(steps - 1, 0, -1):
-            path[:, word - 1] = back[rows, word, path[:, word]]
-        for row, i in enumerate(chunk):
-            out[i] = path[row, :lengths[row]].tolist()
+            candidates = best[first[word]:, :, None] + forbidden            # sentences x previous x next
+            back[first[word]:, word * tags:(word + 1) * tags] = candidates.argmax(axis=1)
+            best[first[word]:] = candidates.max(axis=1) + padded[first[word]:, word]
+        ends, pointers = best.argmax(axis=1).tolist(), back.tolist()
+        for row, i in enumerate(chunk):  # back from each sentence's own last word (Python ints: no numpy per step)
+            tag, path = ends[row], [ends[row]]
+            for word in range(int(lengths[row]) - 1, 0, -1):
+                tag = pointers[row][word * tags + tag]
+                path.append(tag)
+            out[i] = path[::-1]
     return out
 
 
