@@ -101,10 +101,8 @@ def score_without_shapes(runner, spec, encoded, split, batch_size: int, pad_id: 
     return round(float(head.score(encoded, logits, split, spec)[head.metric]), 4)
 
 
-def time_variants(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int,
-                  pad_id: int) -> dict[str, Speed]:
-    """Every variant timed on the same test windows at the same thread count, taking turns
-    (`evaluate.timing_rounds`), so the speed-ups compare like with like."""
+def timing_runners(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int) -> dict:
+    """Each variant's runner as it is timed (compiled programs with every timed shape built)."""
     cfg = params.evaluate
     runners = {}
     for name, variant in variants.items():
@@ -112,8 +110,17 @@ def time_variants(variants: dict[str, Variant], timed: list[dict], params: Param
         if hasattr(runner, "warm_up"):  # compiled programs: build every timed shape before the clock starts
             runner.warm_up([len(f["input_ids"]) for f in timed[: cfg.latency_samples]], (1, cfg.throughput_batch))
         runners[name] = runner
-    speeds = measure_speeds(runners, timed, pad_id, cfg.latency_samples, cfg.warmup, cfg.throughput_batch,
-                            cfg.timing_rounds)
+    return runners
+
+
+def time_variants(variants: dict[str, Variant], timed: list[dict], params: Params, threads: int,
+                  pad_id: int) -> dict[str, Speed]:
+    """Every variant timed on the same test windows at the same thread count, taking turns
+    (`evaluate.timing_rounds`, each turn warmed by `evaluate.turn_warmup` untimed calls), so the
+    speed-ups compare like with like."""
+    cfg = params.evaluate
+    speeds = measure_speeds(timing_runners(variants, timed, params, threads), timed, pad_id, cfg.latency_samples,
+                            cfg.warmup, cfg.throughput_batch, cfg.timing_rounds, cfg.turn_warmup)
     for name, speed in speeds.items():
         log.info("evaluate %s: p50 %.2f ms, p95 %.2f ms, %.0f/s at batch %d", name, speed.latency_ms_p50,
                  speed.latency_ms_p95, speed.throughput_per_s, cfg.throughput_batch)

@@ -163,7 +163,7 @@ def quick_params(workspace: Path) -> None:
     params["prune"].update(epochs=1)
     params["distill"].update(epochs=2, patience=2)
     params["quantize"].update(methods=["ort_dynamic"], per_channel=[True])
-    params["evaluate"].update(warmup=1, timing_rounds=2)
+    params["evaluate"].update(warmup=1, timing_rounds=2, turn_warmup=1)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -461,6 +461,10 @@ class EvaluateConfig(_Section):
     throughput_batch: int = Field(32, ge=1, description="batch size of the throughput measurement")
     threads: int = Field(0, ge=0, description="intra-op threads for every variant; 0: all cores")
     timing_rounds: int = Field(10, ge=1, description="variants take turns on this many chunks of the timed calls")
+    turn_warmup: int = Field(
+        50, ge=0, description="untimed batch-1 calls at the start of each variant's turn: the first calls after another "
+        "variant has run are slower (its threads and weights still hold the cores and caches), which a deployed model, "
+        "alone on its machine, does not pay")
     gate: GateConfig = Field(GateConfig(), description="promotion rules")
     worst_examples: int = Field(20, ge=0, description="examples with the largest loss listed per split "
                                                       "(reports/evaluate/worst_examples.md)")

@@ -77,12 +77,14 @@ def measure_speed(runner: Runner, features: Sequence[dict], pad_id: int, samples
 
 
 def measure_speeds(runners: dict[str, Runner], features: Sequence[dict], pad_id: int, samples: int, warmup: int,
-                   throughput_batch: int, rounds: int = 1) -> dict[str, Speed]:
+                   throughput_batch: int, rounds: int = 1, turn_warmup: int = 0) -> dict[str, Speed]:
     """Batch-1 latency over the first `samples` examples (warm-up calls untimed), and throughput over
     the same examples in full batches in their given order, padding included, as a server would see
     them. With several runners the work is cut into `rounds` chunks and the runners take turns on each
     chunk (the order rotating), so a slow spell of a shared machine hits every runner alike and the
-    ratios between them hold; within a chunk a runner keeps its caches warm, as a server would."""
+    ratios between them hold. A turn starts with `turn_warmup` untimed calls: the calls just after
+    another runtime has run are slower for a while (its threads still hold the cores, its weights
+    the caches), which a deployed model, alone on its machine, never pays."""
     chosen = [features[i % len(features)] for i in range(samples)]
     batched = chosen[: max(throughput_batch, len(chosen) // throughput_batch * throughput_batch)]
     batches = [pad_batch(batched[i:i + throughput_batch], pad_id) for i in range(0, len(batched), throughput_batch)]
@@ -99,6 +101,8 @@ def measure_speeds(runners: dict[str, Runner], features: Sequence[dict], pad_id:
         order = names[turn % len(names):] + names[: turn % len(names)]
         for name in order:
             runner = runners[name]
+            for arrays in singles[turn::rounds][:turn_warmup]:
+                runner(*arrays)
             for arrays in singles[turn::rounds]:
                 started = time.perf_counter()
                 runner(*arrays)
