@@ -40,6 +40,8 @@ RECIPES = {
     "llrd_lr2e4": {"finetune": {"layer_lr_decay": 0.8, "learning_rate": 2.0e-4}},
     "head_lr5": {"finetune": {"head_lr_scale": 5.0}},
     "llrd_head5": {"finetune": {"layer_lr_decay": 0.8, "head_lr_scale": 5.0}},
+    "ema99": {"finetune": {"ema_decay": 0.99}},                     # weight average, about the last 100 steps
+    "ema995": {"finetune": {"ema_decay": 0.995}},                   # about the last 200 (an epoch of WNUT-17)
     "augment": {"augment": {"enabled": True}},                      # one copy per train row (Dai & Adel)
     "augment_2ep": {"augment": {"enabled": True}, "finetune": {"epochs": 2}},   # about the default's steps
 }

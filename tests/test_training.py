@@ -139,3 +139,35 @@ def test_one_rate_for_all_is_the_trainers_own_optimiser(tmp_path, tiny_bert):
 
     run_training(tiny_bert, tmp_path, callbacks=[Groups()], epochs=1)
     assert groups == [1e-2, 1e-2]  # decayed and not decayed: the Trainer's two groups
+
+
+def test_the_weight_average_takes_the_weights_place_at_each_epoch_end_and_gives_them_back():
+    from tinynlp.training import weight_average
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    callback = weight_average(0.5)
+    callback.on_train_begin(None, None, None, model=model)
+    expected = torch.zeros(1, 2)
+    for step, value in enumerate([1.0, 2.0, 3.0], start=1):
+        callback.on_step_begin(None, None, None, model=model)
+        with torch.no_grad():
+            model.weight.fill_(value)  # what the optimiser's step did
+        callback.on_step_end(None, None, None, model=model)
+        weight = (1 - 0.5) / (1 - 0.5 ** step)  # bias-corrected: the first update takes the weights whole
+        expected = expected + weight * (value - expected)
+    callback.on_epoch_end(None, None, None, model=model)
+    assert torch.allclose(model.weight, expected)      # evaluated and saved: the average
+    assert not torch.allclose(model.weight, torch.full((1, 2), 3.0))
+    callback.on_step_begin(None, None, None, model=model)
+    assert torch.equal(model.weight, torch.full((1, 2), 3.0))   # training goes on from its own weights
+
+
+def test_training_with_a_weight_average_trains_alike_and_keeps_the_average(tmp_path, tiny_bert):
+    plain = run_training(tiny_bert, tmp_path / "plain", epochs=2)
+    averaged = run_training(tiny_bert, tmp_path / "averaged", epochs=2, ema_decay=0.9)
+    # the same steps on the same weights: the average is only evaluated and kept
+    assert [row["train_loss"] for row in averaged.history] == pytest.approx([row["train_loss"] for row in plain.history])
+    assert any(not torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                      averaged.model.state_dict().values()))

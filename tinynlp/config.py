@@ -287,6 +287,10 @@ class _TrainingSection(_Section):
     head_lr_scale: float = Field(
         1.0, gt=0, le=100, description="the task head's learning rate as a multiple of learning_rate (it starts "
         "from random weights, the encoder from the checkpoint)")
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1, description="> 0: the model evaluated after each epoch, and kept, is an exponential moving "
+        "average of the weights, updated every step with this decay (0.99: about the last 100 steps); training itself "
+        "is unchanged. 0: the weights as trained")
 
 
 class FinetuneConfig(_TrainingSection):

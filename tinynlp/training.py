@@ -45,6 +45,7 @@ class TrainSettings:
     shape_dropout: float = 0.0       # > 0: share of sentences trained with their word shapes hidden
     layer_lr_decay: float = 1.0      # < 1: each encoder layer below the top learns at this times the one above
     head_lr_scale: float = 1.0       # the task head's (and pooler's) learning rate, as a multiple of the top layer's
+    ema_decay: float = 0.0           # > 0: evaluate and keep an exponential moving average of the weights
 
 
 @dataclass
@@ -94,6 +95,54 @@ def _progress_callback():
     return LogProgress()
 
 
+def weight_average(decay: float):
+    """A Trainer callback keeping an exponential moving average of the trainable weights (Polyak
+    averaging), updated after every optimiser step. At each epoch's end the average takes the
+    weights' place, so evaluation, the checkpoint and the best model kept are the average; the
+    trained weights come back before the next step, so training runs as it would without it. Each
+    update's weight is bias-corrected ((1 - decay) / (1 - decay ** n) at update n, as Adam corrects
+    its moments), so the average covers about the last 1 / (1 - decay) steps from the first epoch on,
+    fewer at the start, and is never held at the checkpoint's weights."""
+    from transformers import TrainerCallback
+
+    def trainable(model) -> dict[str, torch.Tensor]:
+        return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+    class WeightAverage(TrainerCallback):
+        def __init__(self):
+            self.average: dict[str, torch.Tensor] = {}
+            self.trained: dict[str, torch.Tensor] | None = None
+            self.updates = 0
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            # a resumed run starts the average from the checkpoint, itself an average
+            self.average = {name: p.detach().clone() for name, p in trainable(model).items()}
+            self.trained, self.updates = None, 0
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if self.trained is not None:
+                with torch.no_grad():
+                    for name, p in trainable(model).items():
+                        p.copy_(self.trained[name])
+                self.trained = None
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.updates += 1
+            weight = (1 - decay) / (1 - decay ** self.updates)
+            with torch.no_grad():
+                for name, p in trainable(model).items():
+                    self.average[name].lerp_(p.detach(), weight)
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            with torch.no_grad():
+                current = trainable(model)
+                self.trained = {name: p.detach().clone() for name, p in current.items()}
+                for name, p in current.items():
+                    p.copy_(self.average[name])
+
+    return WeightAverage()
+
+
 def train(model, train_features, eval_features, collator, compute_metrics: Callable | None, settings: TrainSettings, loss_fn: Callable | None = None,
           callbacks: Sequence = ()) -> TrainResult:
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
@@ -133,7 +182,9 @@ def train(model, train_features, eval_features, collator, compute_metrics: Calla
                              (settings.layer_lr_decay, settings.head_lr_scale))(model=model, args=args, train_dataset=_with_lengths(train_features),
                             eval_dataset=_with_lengths(eval_features), data_collator=_without_length(collator),
                             compute_metrics=compute_metrics,
-                            callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(), *callbacks])
+                            callbacks=[EarlyStoppingCallback(settings.patience), _progress_callback(),
+                                       *([weight_average(settings.ema_decay)] if settings.ema_decay else []),
+                                       *callbacks])
     trainer.remove_callback(PrinterCallback)  # its raw dicts duplicate our log lines
     if not interactive:
         trainer.remove_callback(ProgressCallback)

@@ -55,7 +55,8 @@ def train_settings(cfg, output_dir: Path, metric: str, execution: ExecutionConfi
     """TrainSettings from a params section holding the shared optimiser fields (`overrides` for
     those a section does not have) and the `execution` section's device and precision."""
     fields = ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler",
-              "gradient_accumulation", "patience", "seed", "batch_order", "layer_lr_decay", "head_lr_scale")
+              "gradient_accumulation", "patience", "seed", "batch_order", "layer_lr_decay", "head_lr_scale",
+              "ema_decay")
     # a section without a field (pretrain has no batch_order) gets TrainSettings' default
     values = {name: getattr(cfg, name) for name in fields if name not in overrides and hasattr(cfg, name)}
     return TrainSettings(output_dir=str(output_dir), eval_batch_size=cfg.batch_size, metric=metric,
